@@ -26,7 +26,7 @@ Depth = Literal["syntax", "dns", "smtp"]
 
 
 class Config(BaseModel):
-    """Every knob of a run. Defaults are the polite, real-internet ones; the sandbox overrides them."""
+    """Every knob of a run. Defaults are the polite real-internet ones; the sandbox overrides."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
