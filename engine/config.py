@@ -48,8 +48,16 @@ class Config(BaseModel):
     smtp_global_concurrency: int = Field(50, ge=1, le=4096)
     smtp_rcpt_per_session: int = Field(10, ge=1, le=100)
     smtp_connect_timeout_s: float = Field(10.0, gt=0)
+    # RFC 5321 §4.5.3.2 suggests 5 min per command; a verifier gives up sooner and says unknown.
     smtp_command_timeout_s: float = Field(30.0, gt=0)
+    # Postfix delays every reply after 10 rejected RCPTs and drops the session at 20 (DESIGN §7).
+    smtp_max_rejections_per_session: int = Field(8, ge=1, le=50)
+    smtp_pipelining: bool = True
+    smtp_starttls: bool = False
+    catch_all_probe: bool = True
     greylist_retry_s: list[float] = Field(default_factory=lambda: [60.0, 300.0, 900.0])
+    # Back-off after 421 / "too many": base seconds, doubled per strike, with jitter.
+    smtp_backoff_s: float = Field(30.0, gt=0)
     # History and cache.
     refresh: bool = False
     max_age_days: float = Field(30.0, ge=0)

@@ -1,0 +1,130 @@
+"""Per-list assets: the landed file read into rows, then prepared (normalised, deduplicated, syntax).
+
+Thin wrappers over engine functions; each writes its own Parquet and reports counts and a preview.
+"""
+
+# No `from __future__ import annotations` here: Dagster resolves the context type hint at
+# definition time and rejects it as a string.
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from engine import schema
+from engine.ingest import email_cells, read_list
+from engine.prepare import prepare
+from engine.quote import quote_prepared
+from pipelines.partitions import lists_partitions
+from pipelines.resources import MailsiftSettings
+
+PREVIEW_ROWS = 10
+MANIFEST_NAME = "manifest.json"
+
+
+def _write_parquet_atomically(frame: pl.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    frame.write_parquet(temp, compression="zstd")
+    os.replace(temp, path)
+    return path
+
+
+def _preview(frame: pl.DataFrame) -> dg.MetadataValue:
+    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, fmt_str_lengths=60):
+        return dg.MetadataValue.md(str(frame.head(PREVIEW_ROWS)))
+
+
+@dg.asset(
+    partitions_def=lists_partitions,
+    group_name="lists",
+    kinds={"polars", "parquet"},
+    description="The landed list file read as-is: original columns, input order, email column found.",
+)
+def list_rows(context: dg.AssetExecutionContext, mailsift: MailsiftSettings) -> dg.MaterializeResult:
+    layout = mailsift.layout()
+    key = context.partition_key
+    source = layout.landed_file(key)
+    ingested = read_list(source, column=mailsift.config().column)
+    for warning in ingested.warnings:
+        context.log.warning(warning)
+    rows_path = _write_parquet_atomically(ingested.originals, layout.rows_file(key))
+    manifest = {
+        "source": str(source),
+        "format": ingested.format,
+        "email_column": ingested.email_column,
+        "encoding": ingested.encoding,
+        "has_header": ingested.has_header,
+        "rows": ingested.originals.height,
+        "warnings": list(ingested.warnings),
+    }
+    (layout.list_dir(key) / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": ingested.originals.height,
+            "path": dg.MetadataValue.path(str(rows_path)),
+            "email_column": ingested.email_column,
+            "encoding": ingested.encoding,
+            "warnings": len(ingested.warnings),
+            "preview": _preview(ingested.originals),
+        }
+    )
+
+
+def _manifest(mailsift: MailsiftSettings, key: str) -> dict[str, Any]:
+    return json.loads((mailsift.layout().list_dir(key) / MANIFEST_NAME).read_text())
+
+
+@dg.asset(
+    partitions_def=lists_partitions,
+    deps=[list_rows],
+    group_name="lists",
+    kinds={"polars", "parquet"},
+    description="Normalised, deduplicated and syntax-checked addresses, one row per input row.",
+)
+def prepared_list(
+    context: dg.AssetExecutionContext, mailsift: MailsiftSettings
+) -> dg.MaterializeResult:
+    layout = mailsift.layout()
+    key = context.partition_key
+    manifest = _manifest(mailsift, key)
+    originals = pl.read_parquet(layout.rows_file(key))
+    cells = pl.DataFrame(
+        {
+            schema.ROW_ID: pl.int_range(originals.height, dtype=pl.UInt64, eager=True),
+            schema.EMAIL_RAW: originals.get_column(manifest["email_column"]).cast(pl.String),
+        }
+    )
+    prepared = prepare(cells)
+    path = _write_parquet_atomically(prepared, layout.prepared_file(key))
+    quote = quote_prepared(prepared)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": prepared.height,
+            "path": dg.MetadataValue.path(str(path)),
+            **{name: dg.MetadataValue.int(value) for name, value in quote.items()},
+            "preview": _preview(prepared.drop(schema.EMAIL_RAW)),
+        }
+    )
+
+
+@dg.asset_check(asset=prepared_list, blocking=True, description="Rows out == rows in, same order.")
+def prepared_rows_conserved(
+    context: dg.AssetCheckExecutionContext, mailsift: MailsiftSettings
+) -> dg.AssetCheckResult:
+    layout = mailsift.layout()
+    key = context.partition_key if context.has_partition_key else None
+    if key is None:
+        return dg.AssetCheckResult(passed=False, description="run per list partition")
+    rows_in = pl.scan_parquet(layout.rows_file(key)).select(pl.len()).collect().item()
+    prepared = pl.scan_parquet(layout.prepared_file(key))
+    ids = prepared.select(
+        rows=pl.len(), in_order=(pl.col(schema.ROW_ID).diff().fill_null(1) == 1).all()
+    ).collect()
+    rows_out, in_order = ids.item(0, "rows"), ids.item(0, "in_order")
+    return dg.AssetCheckResult(
+        passed=bool(rows_in == rows_out and in_order),
+        metadata={"rows_in": rows_in, "rows_out": rows_out, "in_order": bool(in_order)},
+    )
