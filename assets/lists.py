@@ -1,4 +1,4 @@
-"""Per-list assets: the landed file read into rows, then prepared (normalised, deduplicated, syntax).
+"""Per-list assets: the landed file read into rows, then prepared (normalised, deduped, syntax).
 
 Thin wrappers over engine functions; each writes its own Parquet and reports counts and a preview.
 """
@@ -14,7 +14,8 @@ import dagster as dg
 import polars as pl
 
 from engine import schema
-from engine.ingest import email_cells, read_list
+from engine.export import write_prepared
+from engine.ingest import read_list
 from engine.prepare import prepare
 from engine.quote import quote_prepared
 from pipelines.partitions import lists_partitions
@@ -41,9 +42,11 @@ def _preview(frame: pl.DataFrame) -> dg.MetadataValue:
     partitions_def=lists_partitions,
     group_name="lists",
     kinds={"polars", "parquet"},
-    description="The landed list file read as-is: original columns, input order, email column found.",
+    description="The landed list file as-is: original columns, input order, email column found.",
 )
-def list_rows(context: dg.AssetExecutionContext, mailsift: MailsiftSettings) -> dg.MaterializeResult:
+def list_rows(
+    context: dg.AssetExecutionContext, mailsift: MailsiftSettings
+) -> dg.MaterializeResult:
     layout = mailsift.layout()
     key = context.partition_key
     source = layout.landed_file(key)
@@ -98,7 +101,7 @@ def prepared_list(
         }
     )
     prepared = prepare(cells)
-    path = _write_parquet_atomically(prepared, layout.prepared_file(key))
+    path = write_prepared(prepared, layout.prepared_file(key))
     quote = quote_prepared(prepared)
     return dg.MaterializeResult(
         metadata={

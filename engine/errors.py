@@ -1,4 +1,4 @@
-"""The one error type users see: a single line naming the file, the row (when known) and the problem."""
+"""The one error type users see: one line naming the file, the row (when known) and the problem."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 class InputError(Exception):
     """A bad input file or option. The CLI prints `str(error)` alone and exits with status 2."""
 
-    def __init__(self, problem: str, *, path: Path | str | None = None, row: int | None = None):
+    def __init__(
+        self, problem: str, *, path: Path | str | None = None, row: int | None = None
+    ) -> None:
         self.problem = problem
         self.path = Path(path) if path is not None else None
         self.row = row

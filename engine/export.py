@@ -320,3 +320,15 @@ __all__ = [
     "write_results",
     "write_summary",
 ]
+
+
+def write_prepared(prepared: pl.DataFrame, path: Path) -> Path:
+    """Write a prepared list for the next stage, atomically.
+
+    LZ4 without column statistics: measured on 1M rows it writes in ~0.3 s against ~1 s for zstd,
+    and the file is an intermediate read once by the next stage, not an archive.
+    """
+    columns = [c for c in schema.PREPARED_FILE_COLUMNS if c in prepared.columns]
+    with atomic_output(path) as temp:
+        prepared.select(columns).write_parquet(temp, compression="lz4", statistics=False)
+    return path

@@ -62,3 +62,16 @@ INPUT_COLLISION_SUFFIX: Final = "_input"
 
 # When an input has no header, its email column is called this (DESIGN §4).
 DEFAULT_EMAIL_COLUMN: Final = "email"
+
+# What a prepared list keeps on disk: enough to verify and to join back, nothing recomputable
+# (the raw cell lives in the rows file; the dedup key is lower(local)@domain).
+PREPARED_FILE_COLUMNS: Final = (
+    ROW_ID,
+    EMAIL_NORMALIZED,
+    LOCAL_PART,
+    DOMAIN,
+    SYNTAX_VALID,
+    SYNTAX_REASON,
+    IS_DUPLICATE,
+    FIRST_ROW_ID,
+)

@@ -1,8 +1,12 @@
 """The rules table that turns evidence into status, sub_status, score, tier, confidence and advice.
 
 One row per rule, in precedence order (DESIGN §4: syntax > DNS > suppression > history > SMTP >
-local classes); the first rule whose condition holds decides. Factors are reported separately: every
+local classes); the first rule whose condition holds decides. Disposable and role are flags that
+always show, and decide only when nothing says invalid. Factors are reported separately: every
 piece of evidence present is listed, not only the one that decided, so a user sees *why*.
+
+A 4xx, a 5.7.x policy rejection or a reply that blames our IP is never proof that a mailbox does
+not exist: those end `unknown`. Only a recipient-level rejection (5.1.x, 5.2.1, 552) is.
 """
 
 from __future__ import annotations
@@ -14,6 +18,19 @@ import polars as pl
 
 from engine import schema
 from engine.taxonomy import TIER_OF_STATUS, Recommendation, Status, SubStatus
+
+# Evidence a verdict may use beyond the prepared frame; absent stages leave them null.
+EVIDENCE_COLUMNS: dict[str, pl.DataType] = {
+    "is_disposable": pl.Boolean(),
+    "is_role_based": pl.Boolean(),
+    "is_free_provider": pl.Boolean(),
+    "did_you_mean": pl.String(),
+    "dns_outcome": pl.String(),
+    "rcpt_class": pl.String(),
+    "domain_catch_all": pl.Boolean(),
+    "smtp_response_code": pl.Int16(),
+    "smtp_enhanced_code": pl.String(),
+}
 
 
 @dataclass(frozen=True)
@@ -35,65 +52,129 @@ class Rule:
 class Factor:
     """A piece of evidence worth showing, whatever rule decided."""
 
-    token: str
+    token: str | pl.Expr
     present: pl.Expr
+
+
+def _dns(*outcomes: str) -> pl.Expr:
+    return pl.col("dns_outcome").is_in(outcomes).fill_null(False)
+
+
+def _rcpt(*classes: str) -> pl.Expr:
+    return pl.col("rcpt_class").is_in(classes).fill_null(False)
 
 
 _syntax_invalid = ~pl.col(schema.SYNTAX_VALID)
 _disposable = pl.col("is_disposable").fill_null(False)
 _role = pl.col("is_role_based").fill_null(False)
+_typo = pl.col("did_you_mean").is_not_null()
+_no_domain = _dns("nxdomain", "no_mail_records")
+_catch_all = pl.col("domain_catch_all").fill_null(False)
+_accepted = _rcpt("accepted")
+
+_INVALID, _UNKNOWN, _DNM = Status.INVALID, Status.UNKNOWN, Status.DO_NOT_MAIL
+_NO, _RETRY = Recommendation.DO_NOT_SEND, Recommendation.RETRY_LATER
+_CAUTION = Recommendation.SEND_WITH_CAUTION
+
+
+def _unknown(name: str, when: pl.Expr, sub: SubStatus, score: int, reason: str) -> Rule:
+    return Rule(name, when, _UNKNOWN, sub, score, 20, _RETRY, reason)
+
 
 # Score bands (DESIGN §4): deliverable 80-100, risky 40-79, undeliverable 0-39, unknown by evidence.
 RULES: tuple[Rule, ...] = (
-    Rule(
-        name="syntax_invalid",
-        when=_syntax_invalid,
-        status=Status.INVALID,
-        sub_status=SubStatus.FAILED_SYNTAX_CHECK,
-        score=0,
-        confidence=99,
-        recommendation=Recommendation.DO_NOT_SEND,
-        reason="The address is not valid syntax.",
-        reason_column=schema.SYNTAX_REASON,
+    # --- syntax ---
+    Rule("syntax_invalid", _syntax_invalid, _INVALID, SubStatus.FAILED_SYNTAX_CHECK, 0, 99, _NO,
+         "The address is not valid syntax.", reason_column=schema.SYNTAX_REASON),
+    # --- DNS: the domain cannot receive mail ---
+    Rule("possible_typo", _no_domain & _typo, _INVALID, SubStatus.POSSIBLE_TYPO, 5, 95, _NO,
+         "The domain does not exist and looks like a typo of a popular one (see did_you_mean)."),
+    Rule("no_dns_entries", _no_domain, _INVALID, SubStatus.NO_DNS_ENTRIES, 5, 95, _NO,
+         "The domain does not exist or publishes no mail server (no MX, A or AAAA record)."),
+    Rule("null_mx", _dns("null_mx"), _INVALID, SubStatus.DOES_NOT_ACCEPT_MAIL, 5, 99, _NO,
+         "The domain declares that it accepts no mail (null MX, RFC 7505)."),
+    Rule("mx_unresolvable", _dns("mx_unresolvable"), _INVALID, SubStatus.NO_MX_RECORDS, 10, 90,
+         _NO, "The domain's mail servers have no address (their names do not resolve)."),
+    Rule("mx_unroutable", _dns("mx_unroutable"), _INVALID, SubStatus.UNROUTABLE_IP_ADDRESS, 10, 90,
+         _NO, "The domain's mail servers point at private or reserved addresses."),
+    # --- SMTP: the recipient itself was refused (the only proof a mailbox does not exist) ---
+    Rule("mailbox_not_found", _rcpt("mailbox_not_found"), _INVALID, SubStatus.MAILBOX_NOT_FOUND,
+         5, 95, _NO, "The mail server says this mailbox does not exist."),
+    Rule("mailbox_disabled", _rcpt("mailbox_disabled"), _INVALID, SubStatus.MAILBOX_DISABLED,
+         10, 90, _NO, "The mail server says this mailbox is disabled."),
+    Rule("mailbox_full_permanent", _rcpt("mailbox_full_permanent"), _INVALID,
+         SubStatus.MAILBOX_QUOTA_EXCEEDED, 15, 80, _NO,
+         "The mailbox is over quota and the server refuses mail permanently (552)."),
+    # --- local classes: flags that decide once nothing says invalid ---
+    Rule("role_catch_all", _role & _accepted & _catch_all, _DNM, SubStatus.ROLE_BASED_CATCH_ALL,
+         45, 70, _NO, "A role address (info@, support@…) on a domain that accepts every address."),
+    Rule("disposable_domain", _disposable, _DNM, SubStatus.DISPOSABLE, 40, 90, _NO,
+         "The domain hands out temporary (disposable) mailboxes."),
+    Rule("role_local_part", _role, _DNM, SubStatus.ROLE_BASED, 55, 80, _CAUTION,
+         "The address belongs to a role or team (e.g. info@, support@), not a person."),
+    # --- SMTP: accepted ---
+    Rule("catch_all_domain", _accepted & _catch_all, Status.CATCH_ALL, SubStatus.ACCEPT_ALL, 60,
+         50, _CAUTION, "The domain accepts every address, so this one cannot be confirmed."),
+    Rule("mailbox_confirmed_catch_all_untested", _accepted & pl.col("domain_catch_all").is_null(),
+         Status.VALID, SubStatus.MAILBOX_CONFIRMED, 85, 75, Recommendation.SEND,
+         "The mail server accepted this recipient (the domain's catch-all test gave no answer)."),
+    Rule("mailbox_confirmed", _accepted, Status.VALID, SubStatus.MAILBOX_CONFIRMED, 95, 95,
+         Recommendation.SEND, "The mail server accepted this recipient and rejects made-up ones."),
+    # --- no answer we can trust now: unknown, never charged, re-checked next run ---
+    _unknown("dns_timeout", _dns("timeout"), SubStatus.TIMEOUT_EXCEEDED, 40,
+             "The domain's DNS did not answer in time."),
+    _unknown("dns_servfail", _dns("servfail"), SubStatus.MAIL_SERVER_TEMPORARY_ERROR, 40,
+             "The domain's DNS failed temporarily (SERVFAIL)."),
+    _unknown("mailbox_full_temporary", _rcpt("mailbox_full_temporary"),
+             SubStatus.MAILBOX_QUOTA_EXCEEDED, 50,
+             "The mailbox is over quota for now (452); it exists but cannot take mail today."),
+    _unknown("greylisted", _rcpt("greylisted"), SubStatus.GREYLISTED, 50,
+             "The server greylisted us through every retry; try again later."),
+    _unknown("temporary_error", _rcpt("temporary_error", "rate_limited", "server_busy"),
+             SubStatus.MAIL_SERVER_TEMPORARY_ERROR, 45,
+             "The mail server answered with a temporary error (4xx) or asked us to slow down."),
+    _unknown("provider_blocks_verification", _rcpt("provider_blocks_verification"),
+             SubStatus.PROVIDER_BLOCKS_VERIFICATION, 50,
+             "This provider does not let anyone verify mailboxes; not probed."),
+    _unknown("antispam_system", _rcpt("policy_block", "ip_blamed", "rejected_unspecified"),
+             SubStatus.ANTISPAM_SYSTEM, 45,
+             "The server refused us by policy or blamed our IP; that is not proof of a mailbox."),
+    _unknown("failed_smtp_connection", _rcpt("connection_failed"),
+             SubStatus.FAILED_SMTP_CONNECTION, 40,
+             "No mail server of the domain took a connection."),
+    _unknown("timeout_exceeded", _rcpt("timeout"), SubStatus.TIMEOUT_EXCEEDED, 40,
+             "The mail server stopped answering within our time limits."),
+    _unknown("forcible_disconnect", _rcpt("disconnected"), SubStatus.FORCIBLE_DISCONNECT, 40,
+             "The mail server dropped the connection before answering."),
+    _unknown("protocol_error", _rcpt("protocol_error"), SubStatus.MAIL_SERVER_DID_NOT_RESPOND, 40,
+             "The server's replies were not SMTP (garbage, oversized or endless)."),
+    Rule("not_probed", pl.lit(True), _UNKNOWN, SubStatus.NOT_PROBED, 50, 0, _RETRY,
+         "Syntax is valid; the mailbox was not checked at this depth."),
+)  # fmt: skip
+
+_smtp_token = pl.concat_str(
+    pl.lit("smtp_"),
+    pl.col("smtp_response_code").cast(pl.String),
+    pl.when(pl.col("smtp_enhanced_code").is_not_null()).then(
+        pl.concat_str(pl.lit("_"), pl.col("smtp_enhanced_code"))
     ),
-    Rule(
-        name="disposable_domain",
-        when=_disposable,
-        status=Status.DO_NOT_MAIL,
-        sub_status=SubStatus.DISPOSABLE,
-        score=40,
-        confidence=90,
-        recommendation=Recommendation.DO_NOT_SEND,
-        reason="The domain hands out temporary (disposable) mailboxes.",
-    ),
-    Rule(
-        name="role_local_part",
-        when=_role,
-        status=Status.DO_NOT_MAIL,
-        sub_status=SubStatus.ROLE_BASED,
-        score=55,
-        confidence=80,
-        recommendation=Recommendation.SEND_WITH_CAUTION,
-        reason="The address belongs to a role or team (e.g. info@, support@), not a person.",
-    ),
-    Rule(
-        name="not_probed",
-        when=pl.lit(True),
-        status=Status.UNKNOWN,
-        sub_status=SubStatus.NOT_PROBED,
-        score=50,
-        confidence=0,
-        recommendation=Recommendation.RETRY_LATER,
-        reason="Syntax is valid; the mailbox was not checked at this depth.",
-    ),
+    ignore_nulls=True,
 )
 
 FACTORS: tuple[Factor, ...] = (
     Factor("syntax_invalid", _syntax_invalid),
+    Factor(
+        pl.concat_str(pl.lit("dns_"), pl.col("dns_outcome")), pl.col("dns_outcome").is_not_null()
+    ),
+    Factor(
+        pl.concat_str(pl.lit("rcpt_"), pl.col("rcpt_class")), pl.col("rcpt_class").is_not_null()
+    ),
+    Factor(_smtp_token, pl.col("smtp_response_code").is_not_null()),
+    Factor("catch_all_domain", pl.col("domain_catch_all").fill_null(False)),
     Factor("disposable_domain", _disposable),
     Factor("role_local_part", _role),
     Factor("free_provider", pl.col("is_free_provider").fill_null(False)),
-    Factor("typo_suggested", pl.col("did_you_mean").is_not_null()),
+    Factor("typo_suggested", _typo),
 )
 
 _RULE_INDEX = "_rule"
@@ -134,22 +215,49 @@ def _reason(rules: Sequence[Rule]) -> pl.Expr:
 
 
 def _factors(factors: Sequence[Factor]) -> pl.Expr:
-    tokens = [pl.when(f.present).then(pl.lit(f.token)) for f in factors]
+    tokens = [
+        pl.when(f.present).then(pl.lit(f.token) if isinstance(f.token, str) else f.token)
+        for f in factors
+    ]
     return pl.concat_str(tokens, separator=" ", ignore_nulls=True).alias("factors")
+
+
+def _verdict_flags() -> list[pl.Expr]:
+    """The contract's yes/no columns, null where the stage that answers them did not run."""
+    outcome = pl.col("dns_outcome")
+    domain_answered = outcome.is_not_null() & ~outcome.is_in(["timeout", "servfail"])
+    rcpt = pl.col("rcpt_class")
+    return [
+        pl.when(domain_answered).then(outcome.is_in(["mx", "implicit_mx"])).alias("domain_valid"),
+        pl.when(domain_answered).then(outcome == "mx").alias("mx_found"),
+        pl.when(rcpt == "accepted")
+        .then(~pl.col("domain_catch_all").fill_null(False))
+        .when(rcpt.is_in(["mailbox_not_found", "mailbox_disabled", "mailbox_full_permanent"]))
+        .then(False)
+        .alias("smtp_valid"),
+        pl.col("domain_catch_all").alias("is_catchall"),
+    ]
+
+
+def with_missing_evidence(evidence: pl.DataFrame) -> pl.DataFrame:
+    """Add the evidence columns a shallower depth did not produce, as typed nulls."""
+    missing = [
+        pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in EVIDENCE_COLUMNS.items()
+        if name not in evidence.columns
+    ]
+    return evidence.with_columns(missing) if missing else evidence
 
 
 def decide(evidence: pl.DataFrame, rules: Sequence[Rule] = RULES) -> pl.DataFrame:
     """Add the verdict columns to `evidence` (one row per address), vectorised."""
     table = _rules_frame(rules)
-    decided = (
-        evidence.lazy()
-        .with_columns(_first_matching_rule(rules), _factors(FACTORS))
+    return (
+        with_missing_evidence(evidence)
+        .lazy()
+        .with_columns(_first_matching_rule(rules), _factors(FACTORS), *_verdict_flags())
         .join(table.lazy(), on=_RULE_INDEX, how="left", maintain_order="left")
-        .with_columns(
-            _reason(rules),
-            is_valid=pl.col("status") == Status.VALID.value,
-        )
+        .with_columns(_reason(rules), is_valid=pl.col("status") == Status.VALID.value)
         .drop(_RULE_INDEX, "_rule_reason")
         .collect()
     )
-    return decided

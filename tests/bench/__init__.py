@@ -1,0 +1,1 @@
+"""Benchmarks: a deterministic list generator and the measured prepare stage (`make bench`)."""

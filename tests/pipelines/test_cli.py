@@ -1,0 +1,135 @@
+"""The `mailsift` command line: contracts of DESIGN §4 (outputs, exit codes, one-line errors)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.cli import EXIT_OK, EXIT_USAGE, main
+
+
+def _csv(tmp_path: Path, text: str, name: str = "list.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_verify_writes_one_result_row_per_input_row_in_order(tmp_path, capsys):
+    source = _csv(
+        tmp_path,
+        "email,name\nalice@example.com,Alice\nnot-an-address,Bob\nALICE@example.com,Al\n"
+        "info@mailinator.com,Inf\n",
+    )
+    out = tmp_path / "out" / "results.csv"
+    code = main(["verify", str(source), "--out", str(out), "--depth", "syntax", "--no-progress"])
+    assert code == EXIT_OK
+    results = pl.read_csv(out, infer_schema=False)
+    assert results.get_column("name").to_list() == ["Alice", "Bob", "Al", "Inf"]
+    assert results.columns[:3] == ["email", "name", "email_normalized"]
+    assert results.get_column("status").to_list() == [
+        "unknown",
+        "invalid",
+        "unknown",
+        "do_not_mail",
+    ]
+    assert results.get_column("is_duplicate").to_list() == ["false", "false", "true", "false"]
+    summary = json.loads((out.parent / "results.summary.json").read_text())
+    assert summary["total_rows"] == 4
+    assert "results.csv" in capsys.readouterr().out
+
+
+def test_verify_parquet_output_by_extension(tmp_path):
+    source = _csv(tmp_path, "email\nbob@example.org\n")
+    out = tmp_path / "results.parquet"
+    assert main(["verify", str(source), "--out", str(out), "--depth", "syntax"]) == EXIT_OK
+    assert pl.read_parquet(out).get_column("syntax_valid").to_list() == [True]
+
+
+def test_several_inputs_are_verified_as_one_list_with_their_source(tmp_path):
+    first = _csv(tmp_path, "email\nbob@example.org\n", "a.csv")
+    second = _csv(tmp_path, "bob@example.org\ncarol@example.org\n", "b.txt")
+    out = tmp_path / "merged.parquet"
+    assert main(["verify", str(first), str(second), "--out", str(out), "--depth", "syntax"]) == 0
+    results = pl.read_parquet(out)
+    assert results.height == 3
+    assert results.get_column("is_duplicate").to_list() == [False, True, False]
+    assert results.get_column("source_file").to_list() == [str(first), str(second), str(second)]
+
+
+def test_missing_email_column_is_a_one_line_error_with_exit_2(tmp_path, capsys):
+    source = _csv(tmp_path, "id,name\n1,Alice\n2,Bob\n")
+    code = main(["verify", str(source), "--out", str(tmp_path / "r.csv"), "--depth", "syntax"])
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "list.csv" in err and "id" in err and "name" in err
+
+
+def test_missing_input_file_is_exit_2(tmp_path, capsys):
+    code = main(
+        [
+            "verify",
+            str(tmp_path / "nope.csv"),
+            "--out",
+            str(tmp_path / "r.csv"),
+            "--depth",
+            "syntax",
+        ]
+    )
+    assert code == EXIT_USAGE
+    assert "nope.csv" in capsys.readouterr().err
+
+
+def test_depth_not_built_yet_says_so_plainly(tmp_path, capsys):
+    source = _csv(tmp_path, "email\nbob@example.org\n")
+    code = main(["verify", str(source), "--out", str(tmp_path / "r.csv"), "--depth", "smtp"])
+    assert code == EXIT_USAGE
+    assert "--depth syntax" in capsys.readouterr().err
+
+
+def test_analyze_prints_the_quote_as_json(tmp_path, capsys):
+    source = _csv(
+        tmp_path, "email\na@example.com\nA@example.com\nbroken\nb@example.org\nc@example.org\n"
+    )
+    assert main(["analyze", str(source), "--json"]) == EXIT_OK
+    quote = json.loads(capsys.readouterr().out)
+    assert quote["total_rows"] == 5
+    assert quote["duplicates"] == 1
+    assert quote["syntax_invalid"] == 1
+    assert quote["processable"] == 3
+    assert quote["unique_domains"] == 2
+
+
+def test_check_prints_verdicts_as_json(capsys):
+    code = main(["check", "alice@gmial.com", "info@example.org", "--json", "--depth", "syntax"])
+    assert code == EXIT_OK
+    verdicts = json.loads(capsys.readouterr().out)
+    assert verdicts[0]["did_you_mean"] == "gmail.com"
+    assert verdicts[1]["sub_status"] == "role_based"
+
+
+def test_usage_error_exits_2(capsys):
+    assert _run_console(["verify"]).returncode == EXIT_USAGE
+
+
+def test_demo_runs_end_to_end_and_prints_where_results_are(tmp_path):
+    completed = _run_console(["demo", "--rows", "2000", "--data-dir", str(tmp_path / "home")])
+    assert completed.returncode == EXIT_OK, completed.stderr
+    assert "results:" in completed.stdout
+    results = pl.read_parquet(tmp_path / "home" / "demo" / "results.parquet")
+    assert results.height == 2000
+    assert set(results.get_column("status").unique()) >= {"invalid", "unknown", "do_not_mail"}
+
+
+def _run_console(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
