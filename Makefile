@@ -22,7 +22,7 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python -m tests.bench.run --out $(BENCH_OUT)
+	$(BIN)/python -m tests.bench.run --out $(BENCH_OUT) $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -40,7 +40,11 @@ class Config(BaseModel):
     mail_from: str | None = None
     source_address: str | None = None
     # DNS pacing.
-    dns_concurrency: int = Field(64, ge=1, le=4096)
+    # Queries in flight; at 30 ms per answer 128 allows ~1,200 domains/s (3.4 queries each).
+    dns_concurrency: int = Field(128, ge=1, le=4096)
+    # An MX on 127.0.0.0/8 is a mail server only in a loopback test world (the sandbox); on the
+    # real internet it is a misconfiguration, and probing it would reach this very machine.
+    allow_loopback_mx: bool = False
     dns_timeout_s: float = Field(3.0, gt=0)
     dns_retries: int = Field(2, ge=0, le=10)
     # SMTP politeness (DESIGN §7): low per-MX concurrency, small RCPT batches, slow retries.

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +68,57 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable output")
     _add_run_options(check)
 
-    demo = commands.add_parser("demo", help="run the whole job on a generated list")
+    demo = commands.add_parser("demo", help="run the whole job on a generated list (sandbox)")
     demo.add_argument("--rows", type=int, default=20_000)
     _add_run_options(demo)
+
+    sandbox = commands.add_parser("sandbox", help="serve the sandbox mail world until Ctrl-C")
+    sandbox.add_argument("--dns-port", type=int, default=0, help="default: a free port")
+    sandbox.add_argument("--smtp-port", type=int, default=0, help="default: a free port")
+    sandbox.add_argument(
+        "--write-list",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write a demo list over the world to PATH",
+    )
+    sandbox.add_argument("--rows", type=int, default=20_000)
     return parser
 
 
-_NON_CONFIG_ARGS = {"command", "inputs", "out", "format", "json", "addresses", "rows"}
+_NON_CONFIG_ARGS = {
+    "command", "inputs", "out", "format", "json", "addresses", "rows", "dns_port", "write_list",
+}  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace, **forced: Any) -> Config:
     overrides = {k: v for k, v in vars(args).items() if k not in _NON_CONFIG_ARGS}
     overrides.update(forced)
     return load_config(overrides)
+
+
+@contextlib.contextmanager
+def _world_for(config: Config) -> Iterator[Config]:
+    """With `--sandbox`, run the demo mail world in a child process and point the config at it."""
+    if not config.sandbox:
+        yield config
+        return
+    from engine.sandbox.demo_world import demo_world
+    from engine.sandbox.probe_settings import sandbox_overrides
+    from engine.sandbox.running import spawn_world
+
+    with spawn_world(demo_world()) as world:
+        yield config.model_copy(update=sandbox_overrides(world.dns_address, world.smtp_port))
+
+
+def _list_key(paths: Sequence[Path]) -> str:
+    """A run's checkpoint key: the same input bytes resume the same run."""
+    from pipelines.partitions import list_key_for
+
+    keys = [list_key_for(path) for path in paths]
+    if len(keys) == 1:
+        return keys[0]
+    return "merged-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:10]
 
 
 def _progress_for(config: Config) -> RichProgress | None:
@@ -89,22 +129,36 @@ def _summary_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.summary.json")
 
 
-def _run_verify(args: argparse.Namespace) -> int:
+def _verify_and_write(
+    inputs: Sequence[Path], config: Config, out: Path, fmt: str | None
+) -> tuple[dict[str, Any], Path, Path]:
     from engine.export import write_results, write_summary
     from engine.verify import verify_file
+    from pipelines.layout import DataDirLayout
 
-    config = config_from_args(args)
+    missing = [path for path in inputs if not path.is_file()]
+    if missing:
+        raise InputError("no such file", path=missing[0])
+    list_dir = DataDirLayout(config.data_dir).list_dir(_list_key(inputs))
     progress = _progress_for(config)
-    if progress is not None:
-        with progress:
-            run = verify_file(args.inputs, config, progress=progress)
-    else:
-        run = verify_file(args.inputs, config)
+    with progress if progress is not None else contextlib.nullcontext():
+        run = verify_file(inputs, config, progress=progress, checkpoint_dir=list_dir / "probes")
     for warning in run.warnings:
         stderr_console().print(f"mailsift: warning: {warning}", highlight=False, markup=False)
-    written = write_results(run.results, args.out, args.format)
+    written = write_results(run.results, out, fmt)
+    if run.replies is not None:
+        replies = write_results(run.replies, list_dir / "replies.parquet")
+        run.summary["smtp_replies_file"] = str(replies)
     summary_file = write_summary(run.summary, _summary_path(written))
-    print_summary(stdout_console(), run.summary, results=written, summary_file=summary_file)
+    return run.summary, written, summary_file
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    with _world_for(config_from_args(args)) as config:
+        summary, written, summary_file = _verify_and_write(
+            args.inputs, config, args.out, args.format
+        )
+    print_summary(stdout_console(), summary, results=written, summary_file=summary_file)
     return EXIT_OK
 
 
@@ -125,13 +179,13 @@ def _run_analyze(args: argparse.Namespace) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     from engine.verify import verify_addresses
 
-    config = config_from_args(args)
-    results = verify_addresses(args.addresses, config)
+    with _world_for(config_from_args(args)) as config:
+        results = verify_addresses(args.addresses, config)
     shown = results.select(
-        "email", "status", "sub_status", "score", "did_you_mean", "factors", "reason"
+        "email", "status", "sub_status", "score", "did_you_mean", "smtp_response_code", "reason"
     )
     if args.json:
-        print(json.dumps(shown.to_dicts(), indent=2, default=str))
+        print(json.dumps(results.to_dicts(), indent=2, default=str))
     else:
         with pl.Config(tbl_rows=len(args.addresses), fmt_str_lengths=60, tbl_width_chars=160):
             print(shown)
@@ -139,27 +193,50 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from engine.export import write_results, write_summary
-    from engine.sandbox.sample_list import write_sample_list
-    from engine.verify import verify_file
+    from engine.sandbox.demo_world import write_demo_list
 
-    config = config_from_args(args, depth=args.depth or "syntax")
+    config = config_from_args(args, sandbox=True)
     demo_dir = config.data_dir / "demo"
-    sample = write_sample_list(demo_dir / "sample_list.csv", rows=args.rows)
-    progress = _progress_for(config)
-    if progress is not None:
-        with progress:
-            run = verify_file([sample], config, progress=progress)
-    else:
-        run = verify_file([sample], config)
-    written = write_results(run.results, demo_dir / "results.csv")
-    write_results(run.results, demo_dir / "results.parquet")
-    summary_file = write_summary(run.summary, demo_dir / "summary.json")
-    print_summary(stdout_console(), run.summary, results=written, summary_file=summary_file)
+    sample = write_demo_list(demo_dir / "demo_list.csv", rows=args.rows, with_truth=True)
+    with _world_for(config) as sandboxed:
+        summary, written, summary_file = _verify_and_write(
+            [sample], sandboxed, demo_dir / "results.csv", None
+        )
+    results = pl.read_csv(written, infer_schema=False)
+    _print_truth_table(results)
+    print_summary(stdout_console(), summary, results=written, summary_file=summary_file)
     return EXIT_OK
 
 
-_COMMANDS = {"verify": _run_verify, "analyze": _run_analyze, "check": _run_check, "demo": _run_demo}
+def _print_truth_table(results: pl.DataFrame) -> None:
+    """What the sandbox world really holds beside what mailsift concluded, for the demo."""
+    table = (
+        results.group_by("sandbox_truth", "status", "sub_status")
+        .len()
+        .sort("sandbox_truth", "len", descending=[False, True])
+    )
+    with pl.Config(tbl_rows=200, tbl_hide_dataframe_shape=True, tbl_width_chars=120):
+        print(table)
+
+
+def _run_sandbox(args: argparse.Namespace) -> int:
+    from engine.sandbox.demo_world import demo_world, write_demo_list
+    from engine.sandbox.running import serve_forever
+
+    if args.write_list is not None:
+        write_demo_list(args.write_list, rows=args.rows)
+        print(f"demo list: {args.write_list}")
+    serve_forever(demo_world(), dns_port=args.dns_port, smtp_port=args.smtp_port)
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "verify": _run_verify,
+    "analyze": _run_analyze,
+    "check": _run_check,
+    "demo": _run_demo,
+    "sandbox": _run_sandbox,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

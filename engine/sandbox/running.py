@@ -277,7 +277,11 @@ def _serve_until(
         )
         announce(f"DNS  {running.dns_address}  (udp+tcp)")
         announce(f"SMTP port {running.smtp_port} on 127.0.0.2 and up")
-        announce(f"use: MAILSIFT_DNS={running.dns_address} MAILSIFT_SMTP_PORT={running.smtp_port}")
+        announce(
+            f"use: MAILSIFT_DNS={running.dns_address} MAILSIFT_SMTP_PORT={running.smtp_port} "
+            "MAILSIFT_ALLOW_LOOPBACK_MX=true MAILSIFT_HELO=verifier.mailsift.test "
+            "MAILSIFT_MAIL_FROM=probe@verifier.mailsift.test"
+        )
         with contextlib.suppress(KeyboardInterrupt):
             while not stop_requested.wait(timeout=1.0):
                 pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -21,9 +22,11 @@ from email_validator import EmailNotValidError, validate_email
 
 from engine.ingest import email_cells, read_list
 from engine.prepare import prepare
+from tests.bench import bench_dns, bench_smtp
 from tests.bench.generate import generate_list
 from tests.bench.prepare_stage import run_prepare_stage
 
+SECTIONS = ("prepare", "dns", "smtp")
 TARGET_ROWS_PER_S = 1_500_000
 TARGET_SPEEDUP = 40
 TARGET_AGREEMENT = 0.9999
@@ -109,18 +112,39 @@ def main() -> int:
     parser.add_argument("--big-rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", type=Path, default=Path("build/bench-data"))
+    parser.add_argument("--dns-domains", type=int, default=2000)
+    parser.add_argument("--smtp-addresses", type=int, default=50_000)
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)"
+    )
     args = parser.parse_args()
+    sections = args.only or SECTIONS
     args.data_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
-        "machine": {"python": platform.python_version(), "polars": pl.__version__},
-        "prepare": bench_prepare(args.data_dir, args.rows, args.repeats),
+        "machine": {
+            "python": platform.python_version(),
+            "polars": pl.__version__,
+            "cpus": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
+        }
     }
-    if args.big_rows:
-        report["prepare_peak_rss"] = bench_peak_rss(args.data_dir, args.big_rows)
+    if "prepare" in sections:
+        report["prepare"] = bench_prepare(args.data_dir, args.rows, args.repeats)
+        if args.big_rows:
+            report["prepare_peak_rss"] = bench_peak_rss(args.data_dir, args.big_rows)
+    if "dns" in sections:
+        report["dns"] = bench_dns.run(args.dns_domains)
+    if "smtp" in sections:
+        report["smtp"] = bench_smtp.run(args.smtp_addresses)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    summary = {k: v for k, v in report["prepare"].items() if k != "disagreement_examples"}
-    print(json.dumps({**report, "prepare": summary}, indent=2))
+    shown = {
+        name: {k: v for k, v in part.items() if k not in ("disagreement_examples", "profile")}
+        if isinstance(part, dict)
+        else part
+        for name, part in report.items()
+    }
+    print(json.dumps(shown, indent=2, default=str))
     return 0
 
 

@@ -220,8 +220,12 @@ def test_text_that_looks_numeric_is_quoted_but_numeric_columns_are_not(tmp_path)
     assert row[header.index("balance")] == "-5"
 
 
+# Lone surrogates (category Cs) cannot be UTF-8 and so never reach a Polars string column.
+_CELL_CHARACTERS = st.sampled_from(FORMULA_TRIGGERS) | st.characters(exclude_categories=("Cs",))
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(FORMULA_TRIGGERS) | st.characters(), max_size=12).map("".join))
+@given(st.lists(_CELL_CHARACTERS, max_size=12).map("".join))
 def test_any_csv_text_reads_back_as_itself_or_quoted_when_it_starts_with_a_trigger(cell):
     results = assemble_results(pl.DataFrame({"notes": [cell]}), pl.DataFrame({schema.ROW_ID: [0]}))
     with tempfile.TemporaryDirectory() as directory:

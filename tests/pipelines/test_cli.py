@@ -84,11 +84,12 @@ def test_missing_input_file_is_exit_2(tmp_path, capsys):
     assert "nope.csv" in capsys.readouterr().err
 
 
-def test_depth_not_built_yet_says_so_plainly(tmp_path, capsys):
+def test_real_smtp_run_without_own_helo_is_refused_before_any_work(tmp_path, capsys):
     source = _csv(tmp_path, "email\nbob@example.org\n")
     code = main(["verify", str(source), "--out", str(tmp_path / "r.csv"), "--depth", "smtp"])
     assert code == EXIT_USAGE
-    assert "--depth syntax" in capsys.readouterr().err
+    assert "--helo and --mail-from" in capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists()
 
 
 def test_analyze_prints_the_quote_as_json(tmp_path, capsys):
@@ -116,13 +117,16 @@ def test_usage_error_exits_2(capsys):
     assert _run_console(["verify"]).returncode == EXIT_USAGE
 
 
-def test_demo_runs_end_to_end_and_prints_where_results_are(tmp_path):
-    completed = _run_console(["demo", "--rows", "2000", "--data-dir", str(tmp_path / "home")])
+def test_demo_probes_the_sandbox_end_to_end_and_prints_where_results_are(tmp_path):
+    completed = _run_console(["demo", "--rows", "600", "--data-dir", str(tmp_path / "home")])
     assert completed.returncode == EXIT_OK, completed.stderr
     assert "results:" in completed.stdout
-    results = pl.read_parquet(tmp_path / "home" / "demo" / "results.parquet")
-    assert results.height == 2000
-    assert set(results.get_column("status").unique()) >= {"invalid", "unknown", "do_not_mail"}
+    assert "sandbox_truth" in completed.stdout
+    results = pl.read_csv(tmp_path / "home" / "demo" / "results.csv", infer_schema=False)
+    assert results.height == 600
+    assert set(results.get_column("status").unique()) >= {"valid", "invalid", "unknown"}
+    replies = tmp_path / "home" / "lists"
+    assert list(replies.glob("*/replies.parquet"))
 
 
 def _run_console(args: list[str]) -> subprocess.CompletedProcess[str]:
