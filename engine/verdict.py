@@ -30,6 +30,13 @@ EVIDENCE_COLUMNS: dict[str, pl.DataType] = {
     "domain_catch_all": pl.Boolean(),
     "smtp_response_code": pl.Int16(),
     "smtp_enhanced_code": pl.String(),
+    # The user's own knowledge: suppression lists and what happened to past sends.
+    "suppression": pl.String(),
+    "suppression_list": pl.String(),
+    "hard_bounce_after_verdict": pl.Boolean(),
+    "complained": pl.Boolean(),
+    "unsubscribed": pl.Boolean(),
+    "delivered": pl.Boolean(),
 }
 
 
@@ -46,6 +53,7 @@ class Rule:
     recommendation: Recommendation
     reason: str
     reason_column: str | None = None
+    sub_status_column: str | None = None  # e.g. the suppression list's name for spamtrap
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,10 @@ _typo = pl.col("did_you_mean").is_not_null()
 _no_domain = _dns("nxdomain", "no_mail_records")
 _catch_all = pl.col("domain_catch_all").fill_null(False)
 _accepted = _rcpt("accepted")
+_suppressed = pl.col("suppression")
+_delivered = pl.col("delivered").fill_null(False)
+# SMTP could tell: the server accepted this recipient and rejects made-up ones.
+_smtp_confirmed = _accepted & (pl.col("domain_catch_all") == False)  # noqa: E712
 
 _INVALID, _UNKNOWN, _DNM = Status.INVALID, Status.UNKNOWN, Status.DO_NOT_MAIL
 _NO, _RETRY = Recommendation.DO_NOT_SEND, Recommendation.RETRY_LATER
@@ -97,6 +109,21 @@ RULES: tuple[Rule, ...] = (
          _NO, "The domain's mail servers have no address (their names do not resolve)."),
     Rule("mx_unroutable", _dns("mx_unroutable"), _INVALID, SubStatus.UNROUTABLE_IP_ADDRESS, 10, 90,
          _NO, "The domain's mail servers point at private or reserved addresses."),
+    # --- the user's suppression lists, then what happened to past sends (newer than our probe) ---
+    Rule("spamtrap", _suppressed == "spamtrap", Status.SPAMTRAP, SubStatus.GLOBAL_SUPPRESSION, 0,
+         99, _NO, "The address is on your spam-trap list.", sub_status_column="suppression_list"),
+    Rule("abuse", _suppressed == "abuse", Status.ABUSE, SubStatus.GLOBAL_SUPPRESSION, 0, 99, _NO,
+         "The address is on your list of known complainers.", sub_status_column="suppression_list"),
+    Rule("global_suppression", _suppressed == "global_suppression", _DNM,
+         SubStatus.GLOBAL_SUPPRESSION, 40, 99, _NO,
+         "The address is on your global suppression list."),
+    Rule("historical_hard_bounce", pl.col("hard_bounce_after_verdict").fill_null(False), _INVALID,
+         SubStatus.HISTORICAL_HARD_BOUNCE, 5, 95, _NO,
+         "Mail to this address hard-bounced after it was last verified."),
+    Rule("historical_complaint", pl.col("complained").fill_null(False), _DNM,
+         SubStatus.HISTORICAL_COMPLAINT, 40, 95, _NO, "This recipient reported your mail as spam."),
+    Rule("unsubscribed", pl.col("unsubscribed").fill_null(False), _DNM, SubStatus.UNSUBSCRIBED, 40,
+         99, _NO, "This recipient unsubscribed."),
     # --- SMTP: the recipient itself was refused (the only proof a mailbox does not exist) ---
     Rule("mailbox_not_found", _rcpt("mailbox_not_found"), _INVALID, SubStatus.MAILBOX_NOT_FOUND,
          5, 95, _NO, "The mail server says this mailbox does not exist."),
@@ -105,6 +132,10 @@ RULES: tuple[Rule, ...] = (
     Rule("mailbox_full_permanent", _rcpt("mailbox_full_permanent"), _INVALID,
          SubStatus.MAILBOX_QUOTA_EXCEEDED, 15, 80, _NO,
          "The mailbox is over quota and the server refuses mail permanently (552)."),
+    # --- a delivery the user saw settles what SMTP could not tell (catch-all, unknown, blocked) ---
+    Rule("historical_delivery_confirmed", _delivered & ~_smtp_confirmed, Status.VALID,
+         SubStatus.HISTORICAL_DELIVERY_CONFIRMED, 90, 90, Recommendation.SEND,
+         "Mail you sent to this address was delivered."),
     # --- local classes: flags that decide once nothing says invalid ---
     Rule("role_catch_all", _role & _accepted & _catch_all, _DNM, SubStatus.ROLE_BASED_CATCH_ALL,
          45, 70, _NO, "A role address (info@, support@…) on a domain that accepts every address."),
@@ -171,6 +202,11 @@ FACTORS: tuple[Factor, ...] = (
     ),
     Factor(_smtp_token, pl.col("smtp_response_code").is_not_null()),
     Factor("catch_all_domain", pl.col("domain_catch_all").fill_null(False)),
+    Factor(pl.concat_str(pl.lit("suppressed_"), _suppressed), _suppressed.is_not_null()),
+    Factor("history_hard_bounce", pl.col("hard_bounce_after_verdict").fill_null(False)),
+    Factor("history_complaint", pl.col("complained").fill_null(False)),
+    Factor("history_unsubscribe", pl.col("unsubscribed").fill_null(False)),
+    Factor("history_delivered", _delivered),
     Factor("disposable_domain", _disposable),
     Factor("role_local_part", _role),
     Factor("free_provider", pl.col("is_free_provider").fill_null(False)),
@@ -200,6 +236,18 @@ def _first_matching_rule(rules: Sequence[Rule]) -> pl.Expr:
     for index, rule in enumerate(rules[1:], start=1):
         chain = chain.when(rule.when).then(pl.lit(index, dtype=pl.UInt16))
     return chain.otherwise(pl.lit(None, dtype=pl.UInt16)).alias(_RULE_INDEX)
+
+
+def _sub_status(rules: Sequence[Rule]) -> pl.Expr:
+    sub_status = pl.col("sub_status")
+    for index, rule in enumerate(rules):
+        if rule.sub_status_column is not None:
+            sub_status = (
+                pl.when(pl.col(_RULE_INDEX) == index)
+                .then(pl.coalesce(pl.col(rule.sub_status_column), pl.col("sub_status")))
+                .otherwise(sub_status)
+            )
+    return sub_status.alias("sub_status")
 
 
 def _reason(rules: Sequence[Rule]) -> pl.Expr:
@@ -257,7 +305,9 @@ def decide(evidence: pl.DataFrame, rules: Sequence[Rule] = RULES) -> pl.DataFram
         .lazy()
         .with_columns(_first_matching_rule(rules), _factors(FACTORS), *_verdict_flags())
         .join(table.lazy(), on=_RULE_INDEX, how="left", maintain_order="left")
-        .with_columns(_reason(rules), is_valid=pl.col("status") == Status.VALID.value)
+        .with_columns(
+            _reason(rules), _sub_status(rules), is_valid=pl.col("status") == Status.VALID.value
+        )
         .drop(_RULE_INDEX, "_rule_reason")
         .collect()
     )

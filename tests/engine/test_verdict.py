@@ -26,6 +26,18 @@ EVIDENCE_FOR_RULE = {
     "null_mx": {"dns_outcome": "null_mx", "is_role_based": True},
     "mx_unresolvable": {"dns_outcome": "mx_unresolvable"},
     "mx_unroutable": {"dns_outcome": "mx_unroutable"},
+    "spamtrap": {**_OK, "suppression": "spamtrap", "suppression_list": "traps.txt"},
+    "abuse": {**_OK, "suppression": "abuse", "rcpt_class": "accepted"},
+    "global_suppression": {**_OK, "suppression": "global_suppression", "complained": True},
+    "historical_hard_bounce": {**_OK, "hard_bounce_after_verdict": True, "rcpt_class": "accepted"},
+    "historical_complaint": {**_OK, "complained": True, "unsubscribed": True},
+    "unsubscribed": {**_OK, "unsubscribed": True, "rcpt_class": "accepted"},
+    "historical_delivery_confirmed": {
+        **_OK,
+        "delivered": True,
+        "rcpt_class": "accepted",
+        "domain_catch_all": True,
+    },
     "mailbox_not_found": {**_OK, "rcpt_class": "mailbox_not_found", "is_disposable": True},
     "mailbox_disabled": {**_OK, "rcpt_class": "mailbox_disabled", "is_role_based": True},
     "mailbox_full_permanent": {**_OK, "rcpt_class": "mailbox_full_permanent"},
@@ -93,9 +105,11 @@ def test_every_rule_has_evidence_in_this_test():
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.name)
 def test_each_rule_decides_its_evidence(rule):
-    decided = decide(_evidence(**EVIDENCE_FOR_RULE[rule.name])).row(0, named=True)
+    evidence = EVIDENCE_FOR_RULE[rule.name]
+    decided = decide(_evidence(**evidence)).row(0, named=True)
     assert decided["status"] == rule.status.value
-    assert decided["sub_status"] == rule.sub_status.value
+    expected_sub = evidence.get(rule.sub_status_column or "", None) or rule.sub_status.value
+    assert decided["sub_status"] == expected_sub
     assert decided["score"] == rule.score
     assert decided["tier"] == TIER_OF_STATUS[rule.status].value
     assert decided["is_valid"] is (rule.status is Status.VALID)
@@ -186,6 +200,19 @@ def test_contract_flags_follow_dns_and_smtp_evidence():
     assert implicit["mx_found"] is False and implicit["domain_valid"] is True
     catch_all = decide(_evidence(dns_outcome="mx", rcpt_class="accepted", domain_catch_all=True))
     assert catch_all.item(0, "smtp_valid") is False
+
+
+def test_a_delivery_does_not_override_a_confirmed_mailbox():
+    decided = decide(
+        _evidence(dns_outcome="mx", rcpt_class="accepted", domain_catch_all=False, delivered=True)
+    )
+    assert decided.item(0, "sub_status") == "mailbox_confirmed"
+    assert "history_delivered" in decided.item(0, "factors").split()
+
+
+def test_a_delivery_settles_an_unknown():
+    decided = decide(_evidence(dns_outcome="mx", rcpt_class="greylisted", delivered=True))
+    assert decided.item(0, "sub_status") == "historical_delivery_confirmed"
 
 
 def test_plain_valid_syntax_with_no_evidence_has_empty_factors():
