@@ -65,6 +65,10 @@ class Config(BaseModel):
     # History and cache.
     refresh: bool = False
     max_age_days: float = Field(30.0, ge=0)
+    # Probe budgets (the seeds' credits): probing stops cleanly once spent; the rest is
+    # unknown/not_probed and the summary says so. None = unlimited.
+    probe_budget: int | None = Field(None, ge=0)
+    probe_budget_per_day: int | None = Field(None, ge=0)
     # Outputs and notifications.
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None

@@ -238,28 +238,18 @@ def _first_matching_rule(rules: Sequence[Rule]) -> pl.Expr:
     return chain.otherwise(pl.lit(None, dtype=pl.UInt16)).alias(_RULE_INDEX)
 
 
-def _sub_status(rules: Sequence[Rule]) -> pl.Expr:
-    sub_status = pl.col("sub_status")
+def _overridden(rules: Sequence[Rule], target: str, fallback: str, field: str) -> pl.Expr:
+    """`fallback` from the rules table, unless the deciding rule names an evidence column."""
+    value = pl.col(fallback)
     for index, rule in enumerate(rules):
-        if rule.sub_status_column is not None:
-            sub_status = (
+        column = getattr(rule, field)
+        if column is not None:
+            value = (
                 pl.when(pl.col(_RULE_INDEX) == index)
-                .then(pl.coalesce(pl.col(rule.sub_status_column), pl.col("sub_status")))
-                .otherwise(sub_status)
+                .then(pl.coalesce(pl.col(column), pl.col(fallback)))
+                .otherwise(value)
             )
-    return sub_status.alias("sub_status")
-
-
-def _reason(rules: Sequence[Rule]) -> pl.Expr:
-    reason = pl.col("_rule_reason")
-    for index, rule in enumerate(rules):
-        if rule.reason_column is not None:
-            reason = (
-                pl.when(pl.col(_RULE_INDEX) == index)
-                .then(pl.coalesce(pl.col(rule.reason_column), pl.col("_rule_reason")))
-                .otherwise(reason)
-            )
-    return reason.alias("reason")
+    return value.alias(target)
 
 
 def _factors(factors: Sequence[Factor]) -> pl.Expr:
@@ -306,7 +296,9 @@ def decide(evidence: pl.DataFrame, rules: Sequence[Rule] = RULES) -> pl.DataFram
         .with_columns(_first_matching_rule(rules), _factors(FACTORS), *_verdict_flags())
         .join(table.lazy(), on=_RULE_INDEX, how="left", maintain_order="left")
         .with_columns(
-            _reason(rules), _sub_status(rules), is_valid=pl.col("status") == Status.VALID.value
+            _overridden(rules, "reason", "_rule_reason", "reason_column"),
+            _overridden(rules, "sub_status", "sub_status", "sub_status_column"),
+            is_valid=pl.col("status") == Status.VALID.value,
         )
         .drop(_RULE_INDEX, "_rule_reason")
         .collect()
