@@ -27,6 +27,7 @@ from engine.encoding import (
     HEAD_BYTES,
     UTF8_BOM,
     NotUtf8Error,
+    _is_utf8_start,
     decode_head,
     is_valid_utf8,
     read_as_utf8,
@@ -60,6 +61,7 @@ CONTENT_SAMPLE_ROWS: Final = 10_000  # enough to judge a column, cheap on a 10M-
 CONTENT_MIN_SHARE: Final = 0.5  # more than half the sampled cells contain "@"
 CSV_FIELD_LIMIT: Final = 2**31 - 1  # the csv module's own limit (128 KiB) would reject long cells
 SURPLUS_COLUMN: Final = "\x00surplus"  # fields beyond the header; no real header holds a NUL
+LINE_INDEX: Final = "\x00line"  # scan_list's line numbers of a TXT list
 TEXT_DTYPES: Final = (pl.String, pl.Categorical, pl.Enum, pl.Null)
 
 
@@ -94,12 +96,7 @@ def read_list(
 
         (originals, has_header, read_warnings), text_encoding = read_as_utf8(source, read_text)
         encoding, warnings = text_encoding.name, text_encoding.warnings + read_warnings
-    if not has_header and originals.width == 1:
-        email_column = originals.columns[0]  # a headerless single column is a list of addresses
-    else:
-        if not has_header and column == DEFAULT_EMAIL_COLUMN:
-            column = None  # the name the headerless email column will get: find it by content
-        email_column = find_email_column(originals, column, path=source)
+    email_column = _choose_email_column(originals, has_header, column, source)
     if not has_header and email_column != DEFAULT_EMAIL_COLUMN:
         originals = originals.rename({email_column: DEFAULT_EMAIL_COLUMN})
         email_column = DEFAULT_EMAIL_COLUMN
@@ -114,6 +111,59 @@ def email_cells(ingested: IngestedList, first_row_id: int = 0) -> pl.DataFrame:
     )
     cells = originals.get_column(ingested.email_column).cast(pl.String)
     return pl.DataFrame({ROW_ID: row_ids, EMAIL_RAW: cells})
+
+
+def scan_list(
+    path: Path | str, column: str | None = None, format: str | None = None
+) -> pl.LazyFrame | None:
+    """The email cells of a UTF-8 CSV or TXT list as a lazy scan; None if read_list must read it.
+
+    One column, EMAIL_RAW: the same cells, rows and order as `email_cells(read_list(...))`, read by
+    the same native reader, but lazily, so that a caller can stream them and skip the other
+    columns. None for what needs read_list's eager work first (another encoding, CR line ends,
+    JSON, Parquet). Bytes that are not UTF-8, or quoting Polars rejects, past the sniffed head
+    only show when the scan runs: it then raises PolarsError, and read_list repairs both.
+    """
+    source = Path(path)
+    head = _readable_head(source)
+    kind, delimiter = _choose_format(source, head, format)
+    text_head = decode_head(head)
+    cr_line_ends = "\r" in text_head and "\n" not in text_head
+    # encoding.read_as_utf8's test for giving a file to the reader untranscoded.
+    if kind not in ("csv", "txt") or cr_line_ends or not _is_utf8_start(head):
+        return None
+    if kind == "csv":
+        delimiter, has_header, schema = _csv_layout(source, delimiter)
+        scan = pl.scan_csv(
+            source, has_header=False, skip_rows=int(has_header), schema=schema,
+            separator=delimiter, truncate_ragged_lines=True, missing_columns="insert",
+            extra_columns="ignore", raise_if_empty=False, glob=False,
+        ).drop(SURPLUS_COLUMN)  # fmt: skip
+    else:
+        name, has_header = _txt_layout(source)
+        bom_in_first_cell = not has_header and head.startswith(UTF8_BOM)
+        line = LINE_INDEX if bom_in_first_cell else None
+        scan = pl.scan_lines(source, name=name, row_index_name=line, glob=False)
+        if has_header:
+            scan = scan.slice(1)
+        if bom_in_first_cell:  # as _read_txt: the first cell loses it, no other
+            cell = pl.col(name)
+            first_cell = pl.col(LINE_INDEX) == 0
+            scan = scan.select(
+                pl.when(first_cell)
+                .then(cell.str.strip_prefix("\ufeff"))
+                .otherwise(cell)
+                .alias(name)
+            )
+    # As read_list chooses on its whole frame: by name (the schema is enough), else by content
+    # (the sample rows that find_email_column would look at).
+    try:
+        columns = pl.DataFrame(schema=scan.collect_schema())
+        email_column = _choose_email_column(columns, has_header, column, source)
+    except InputError:
+        sample = scan.head(CONTENT_SAMPLE_ROWS).collect()
+        email_column = _choose_email_column(sample, has_header, column, source)
+    return scan.select(pl.col(email_column).alias(EMAIL_RAW))
 
 
 def find_email_column(
@@ -135,6 +185,17 @@ def find_email_column(
         return by_content
     problem = f"no email column found (columns: {_listing(frame.columns)}); pass --column NAME"
     raise InputError(problem, path=path)
+
+
+def _choose_email_column(
+    originals: pl.DataFrame, has_header: bool, column: str | None, source: Path
+) -> str:
+    """read_list's choice of the email column among `originals`' columns."""
+    if not has_header and originals.width == 1:
+        return originals.columns[0]  # a headerless single column is a list of addresses
+    if not has_header and column == DEFAULT_EMAIL_COLUMN:
+        column = None  # the name the headerless email column will get: find it by content
+    return find_email_column(originals, column, path=source)
 
 
 # --- choosing a reader ---
@@ -191,18 +252,7 @@ def _read_csv(
     text: Path, source: Path, delimiter: str | None
 ) -> tuple[pl.DataFrame, bool, tuple[str, ...]]:
     """Every cell as String (originals untouched), read by Polars; bad quoting repaired first."""
-    head = decode_head(read_head(text))
-    delimiter = delimiter or _sniff_delimiter(head) or ","
-    first_record = next(csv.reader(io.StringIO(head, newline=""), delimiter=delimiter), [])
-    first_line_complete = "\n" in head or "\r" in head or text.stat().st_size <= HEAD_BYTES
-    # A header names columns; a first record holding an address is data (a headerless export).
-    has_header = bool(first_record) and first_line_complete
-    has_header = has_header and not any(_looks_like_address(cell) for cell in first_record)
-    if has_header:
-        names = _unique_names(first_record)
-    else:
-        names = [f"column_{number}" for number in range(1, max(len(first_record), 1) + 1)]
-    schema = {name: pl.String() for name in names} | {SURPLUS_COLUMN: pl.String()}
+    delimiter, has_header, schema = _csv_layout(text, delimiter)
     header_rows = int(has_header)
     warnings: list[str] = []
     try:
@@ -228,6 +278,23 @@ def _read_csv(
         first_surplus = surplus.is_not_null().arg_true()[0]
         warnings.append(_warning(source, problem, first_surplus + 1 + header_rows))
     return frame.drop(SURPLUS_COLUMN), has_header, tuple(warnings)
+
+
+def _csv_layout(text: Path, delimiter: str | None) -> tuple[str, bool, dict[str, pl.DataType]]:
+    """The delimiter, whether the first record is a header, and the all-String schema to read."""
+    head = decode_head(read_head(text))
+    delimiter = delimiter or _sniff_delimiter(head) or ","
+    first_record = next(csv.reader(io.StringIO(head, newline=""), delimiter=delimiter), [])
+    first_line_complete = "\n" in head or "\r" in head or text.stat().st_size <= HEAD_BYTES
+    # A header names columns; a first record holding an address is data (a headerless export).
+    has_header = bool(first_record) and first_line_complete
+    has_header = has_header and not any(_looks_like_address(cell) for cell in first_record)
+    if has_header:
+        names = _unique_names(first_record)
+    else:
+        names = [f"column_{number}" for number in range(1, max(len(first_record), 1) + 1)]
+    schema = {name: pl.String() for name in names} | {SURPLUS_COLUMN: pl.String()}
+    return delimiter, has_header, schema
 
 
 def _read_csv_natively(
@@ -301,11 +368,7 @@ def _repaired_record(line: str, delimiter: str) -> list[str]:
 def _read_txt(text: Path, source: Path) -> tuple[pl.DataFrame, bool]:
     """One cell per line; a first line that names an email column is a header."""
     raw_head = read_head(text)
-    first_line, newline, _ = decode_head(raw_head).partition("\n")
-    first_line = first_line.rstrip("\r")
-    complete = bool(newline) or text.stat().st_size <= HEAD_BYTES
-    has_header = complete and _name_key(first_line) in EMAIL_COLUMN_NAMES
-    name = first_line.strip() if has_header else DEFAULT_EMAIL_COLUMN
+    name, has_header = _txt_layout(text)
     try:
         frame = pl.read_lines(text, name=name, glob=False)
     except (PolarsError, PanicException) as error:
@@ -318,6 +381,15 @@ def _read_txt(text: Path, source: Path) -> tuple[pl.DataFrame, bool]:
         first = frame.head(1).with_columns(pl.col(name).str.strip_prefix("\ufeff"))
         frame = pl.concat([first, frame.slice(1)])
     return frame, False
+
+
+def _txt_layout(text: Path) -> tuple[str, bool]:
+    """The column's name, and whether the first line is a header naming an email column."""
+    first_line, newline, _ = decode_head(read_head(text)).partition("\n")
+    first_line = first_line.rstrip("\r")
+    complete = bool(newline) or text.stat().st_size <= HEAD_BYTES
+    has_header = complete and _name_key(first_line) in EMAIL_COLUMN_NAMES
+    return (first_line.strip() if has_header else DEFAULT_EMAIL_COLUMN), has_header
 
 
 def _read_json(text: Path, source: Path) -> tuple[pl.DataFrame, bool]:

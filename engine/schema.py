@@ -64,11 +64,11 @@ INPUT_COLLISION_SUFFIX: Final = "_input"
 DEFAULT_EMAIL_COLUMN: Final = "email"
 
 # What a prepared list keeps on disk: enough to verify and to join back, nothing recomputable
-# (the raw cell lives in the rows file; the dedup key is lower(local)@domain).
+# (the raw cell lives in the rows file; the dedup key is lower(local)@domain; the local part is
+# the address without "@" + domain, prepare.local_part_of()).
 PREPARED_FILE_COLUMNS: Final = (
     ROW_ID,
     EMAIL_NORMALIZED,
-    LOCAL_PART,
     DOMAIN,
     SYNTAX_VALID,
     SYNTAX_REASON,

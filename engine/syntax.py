@@ -117,15 +117,36 @@ ADDRESS_TOO_LONG_IDNA: Final = (
 _VALID: Final = "\x00valid"
 _UNDECIDED: Final = "\x00undecided"
 
-_ATEXT: Final = "a-zA-Z0-9" + "".join(f"\\x{ord(c):02x}" for c in ATEXT_SPECIALS)
+_ATEXT_SPECIALS: Final = "".join(f"\\x{ord(c):02x}" for c in ATEXT_SPECIALS)
+_ATEXT: Final = "a-zA-Z0-9" + _ATEXT_SPECIALS
 # RFC 5322 §3.2.3 dot-atom-text.
 _DOT_ATOM: Final = rf"^[{_ATEXT}]+(?:\.[{_ATEXT}]+)*$"
-# A dot-atom local part at a lower-case LDH hostname (RFC 1123 §2.1) with at least two labels,
-# no "--" anywhere (so no A-label and no reserved "ab--" label) and a top-level domain ending in a
-# letter (email-validator's rule: every TLD does).
-_QUICK_VALID: Final = (
-    rf"^[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@(?:[a-z0-9]+(?:-[a-z0-9]+)*\.)+(?:[a-z0-9]+-)*[a-z0-9]*[a-z]$"
-)
+
+
+def _quick_valid_pattern(local_letters: str, domain_letters: str) -> str:
+    """The quick test's regular expression; the letters allowed on each side are class ranges.
+
+    A dot-atom local part at an LDH hostname (RFC 1123 §2.1) with at least two labels, no "--"
+    anywhere (so no A-label and no reserved "ab--" label) and a top-level domain ending in a
+    letter (email-validator's rule: every TLD does).
+    """
+    atext = f"{local_letters}0-9{_ATEXT_SPECIALS}"
+    label = f"[{domain_letters}0-9]"
+    return (
+        rf"^[{atext}]+(?:\.[{atext}]+)*@(?:{label}+(?:-{label}+)*\.)+(?:{label}+-)*{label}*"
+        rf"[{domain_letters}]$"
+    )
+
+
+# The quick test on a normalised address: the domain is lower-case by then.
+QUICK_VALID: Final = _quick_valid_pattern("a-zA-Z", "a-z")
+# An address that is also its own dedup key: no capital anywhere.
+QUICK_VALID_LOWER_CASE: Final = _quick_valid_pattern("a-z", "a-z")
+# An address that passes the quick test once its domain is lower-cased.
+QUICK_VALID_ANY_CASE: Final = _quick_valid_pattern("a-zA-Z", "a-zA-Z")
+# In an address this short the domain (so each label) is at most LABEL_MAX_OCTETS and the local
+# part at most LOCAL_PART_MAX_OCTETS: the "@" and at least one octet take up the rest.
+SHORT_ADDRESS_MAX_OCTETS: Final = LABEL_MAX_OCTETS + 2
 # What makes email-validator parse an address other than as local@domain split at the first "@":
 # quotes (quoted local parts), "<" (a display name) and square brackets (a domain literal).
 _ODD_ADDRESS: Final = r'["<\[\]]'
@@ -226,13 +247,31 @@ def _special_use_suffix() -> str:
     return rf"(?i)(?:^|\.)(?:{names})$"
 
 
-def quick_valid(address: pl.Expr, local_part_octets: pl.Expr) -> pl.Expr:
-    """True for a plain address that no limit can reject; false means "look closer", not invalid."""
+def quick_valid(
+    address: pl.Expr, local_part_octets: pl.Expr, pattern: str = QUICK_VALID
+) -> pl.Expr:
+    """True for a plain address that no limit can reject; false means "look closer", not invalid.
+
+    `pattern` is one of the QUICK_VALID patterns: which capitals the address may hold.
+    """
     domain_octets = address.str.len_bytes().cast(pl.Int64) - local_part_octets - 1
     return (
-        address.str.contains(_QUICK_VALID)
+        address.str.contains(pattern)
         & (local_part_octets <= LOCAL_PART_MAX_OCTETS)
         & (domain_octets <= LABEL_MAX_OCTETS)
+        & ~address.str.contains(_special_use_suffix())
+    ).fill_null(False)
+
+
+def quick_valid_short(address: pl.Expr, pattern: str = QUICK_VALID) -> pl.Expr:
+    """quick_valid() without finding the "@": true only for an address of SHORT_ADDRESS_MAX_OCTETS.
+
+    Most addresses are that short, and for them no length limit can bite, so the test is the
+    regular expressions alone; a longer address is false here and needs quick_valid().
+    """
+    return (
+        address.str.contains(pattern)
+        & (address.str.len_bytes() <= SHORT_ADDRESS_MAX_OCTETS)
         & ~address.str.contains(_special_use_suffix())
     ).fill_null(False)
 

@@ -7,13 +7,20 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import engine.prepare
+from engine.export import write_prepared
+from engine.ingest import email_cells, read_list
 from engine.prepare import (
     _first_positions,
     check_syntax,
     dedup,
+    local_part_of,
     normalise,
     prepare,
+    prepare_file,
     reference_syntax_check,
 )
 from engine.schema import (
@@ -24,11 +31,56 @@ from engine.schema import (
     FIRST_ROW_ID,
     IS_DUPLICATE,
     LOCAL_PART,
+    PREPARED_FILE_COLUMNS,
     ROW_ID,
     SYNTAX_REASON,
     SYNTAX_VALID,
 )
 from tests.bench.generate import generate_list
+
+# Cells that take every path through prepare_file: plain, trimmed or re-cased (duplicates of each
+# other across the paths), longer than the short quick test, over a limit, special-use, IDN,
+# internationalised, quoted, wrapped, padded past the cell limit, empty, and plain garbage.
+TRICKY_CELLS = [
+    "plain@example.com",
+    "Plain@Example.COM",
+    "  plain@example.com\u00a0",
+    "PLAIN@EXAMPLE.COM",
+    "a" * 40 + "@" + "b" * 30 + ".com",
+    "A" * 40 + "@" + "b" * 30 + ".com",
+    "x" * 65 + "@example.com",
+    "x@" + "y" * 64 + ".com",
+    "a@" + ".".join(["label"] * 50) + ".com",
+    " " * 1_000 + "a@b.com",
+    "a@b.local",
+    "a@B.TEST",
+    "a@x.onion",
+    "me@bücher.de",
+    "me@xn--bcher-kva.de",
+    "me@Bücher.DE",
+    "josé@example.com",
+    "\u212a@example.com",
+    '"quoted"@example.com',
+    '"a@b"@example.com',
+    "John Smith <John@Example.com>",
+    "mailto:Ann@X.com?subject=hi",
+    "a@@b.com",
+    "a@b@c.com",
+    "no-at-sign",
+    "NO-AT-SIGN",
+    "",
+    None,
+    "a@b.com.",
+    "a..b@c.com",
+    "@x.com",
+    "x@",
+    "ab--cd@x.com",
+    "a@ab--cd.com",
+    "a@b.c0m",
+    "a@123.45",
+    "a b@c.com",
+    "a@b_c.com",
+]
 
 
 def _cells(cells: list[str | None], row_ids: list[int] | None = None) -> pl.DataFrame:
@@ -276,3 +328,125 @@ def test_generated_list_has_the_issues_mix(generated_cells):
     assert share["idn"] > 0 and share["international_local"] > 0 and share["quoted"] > 0
     assert 0.2 <= share["giant"] <= 0.32
     assert frame.get_column(DOMAIN).n_unique() > 5_000
+
+
+# --- prepare_file: the stage from a list file, streamed ---
+
+
+def _write_list(path: Path, cells: list[str | None]) -> Path:
+    pl.DataFrame({"email": pl.Series(cells, dtype=pl.String)}).write_csv(path)
+    return path
+
+
+def _prepared_eagerly(source: Path, target: Path) -> pl.DataFrame:
+    write_prepared(prepare(email_cells(read_list(source))), target)
+    return pl.read_parquet(target)
+
+
+def _prepared_streamed(
+    source: Path, target: Path, monkeypatch: pytest.MonkeyPatch, *, streamed: bool = True
+) -> pl.DataFrame:
+    if streamed:  # the eager fallback must not be what makes the files equal
+
+        def no_fallback(*args: object, **kwargs: object) -> None:
+            raise AssertionError("prepare_file fell back to read_list")
+
+        monkeypatch.setattr(engine.prepare, "read_list", no_fallback)
+    written = prepare_file(source, target)
+    monkeypatch.undo()
+    frame = pl.read_parquet(target)
+    assert (written.path, written.rows) == (target, frame.height)
+    assert written.duplicates == frame.get_column(IS_DUPLICATE).sum()
+    assert written.syntax_invalid == (~frame.get_column(SYNTAX_VALID)).sum()
+    return frame
+
+
+def test_prepared_file_has_the_prepared_file_columns(tmp_path, monkeypatch):
+    source = _write_list(tmp_path / "list.csv", ["a@x.com", "b@y.org"])
+    frame = _prepared_streamed(source, tmp_path / "out.parquet", monkeypatch)
+    assert frame.columns == list(PREPARED_FILE_COLUMNS)
+
+
+def test_prepare_file_writes_what_prepare_writes_for_every_kind_of_row(tmp_path, monkeypatch):
+    generated = generate_list(30_000, seed=11, path=tmp_path / "generated.csv")
+    emails = pl.read_csv(generated, infer_schema=False).get_column("email").to_list()
+    cells = TRICKY_CELLS + emails + TRICKY_CELLS[::-1]
+    source = _write_list(tmp_path / "list.csv", cells)
+    streamed = _prepared_streamed(source, tmp_path / "streamed.parquet", monkeypatch)
+    assert streamed.equals(_prepared_eagerly(source, tmp_path / "eager.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("list.txt", "a@x.com\n B@X.com \n\nnot an address\nme@bücher.de\n"),
+        ("list.txt", "\ufeffa@x.com\r\n\ufeffa@x.com\r\nA@x.com\r\n"),
+        ("list.txt", "Email\na@x.com\nA@X.COM\n"),
+        ("list.csv", "Ann,a@x.com,1\nBob,A@X.com,2\n"),
+        ("list.csv", '\ufeffname;E-Mail\nAnn;a@x.com\nBob;"b@y.org"\n'),
+        ("list.tsv", "id\tmail\n1\ta@x.com\textra\n2\n3\t \n"),
+        ("list.csv", 'id,email,note\n1,a@x.com,"line one\nline two"\n2,b@y.org,x\n'),
+        ("list.csv", "email\n"),
+        ("list.csv", "email\na@x.com\nb@x.com\n"),
+    ],
+)
+def test_prepare_file_streams_csv_and_txt_lists_as_read_list_reads_them(
+    tmp_path, monkeypatch, name, content
+):
+    source = tmp_path / name
+    source.write_text(content)
+    streamed = _prepared_streamed(source, tmp_path / "streamed.parquet", monkeypatch)
+    assert streamed.equals(_prepared_eagerly(source, tmp_path / "eager.parquet"))
+
+
+def test_prepare_file_falls_back_to_read_list_for_latin1_deep_in_the_file(tmp_path, monkeypatch):
+    source = tmp_path / "list.csv"
+    source.write_bytes(b"email\n" + b"a@x.com\n" * 20_000 + b"ren\xe9@x.com\nRen\xe9@x.com\n")
+    fallback = _prepared_streamed(source, tmp_path / "out.parquet", monkeypatch, streamed=False)
+    assert fallback.equals(_prepared_eagerly(source, tmp_path / "eager.parquet"))
+    assert fallback.get_column(IS_DUPLICATE).tail(2).to_list() == [False, True]
+
+
+def test_prepare_file_prepares_json_lists_eagerly(tmp_path, monkeypatch):
+    source = tmp_path / "list.json"
+    source.write_text('["a@x.com", " A@X.com", "x"]')
+    fallback = _prepared_streamed(source, tmp_path / "out.parquet", monkeypatch, streamed=False)
+    assert fallback.equals(_prepared_eagerly(source, tmp_path / "eager.parquet"))
+
+
+def test_prepare_file_groups_by_the_keys_themselves_when_hashes_collide(tmp_path, monkeypatch):
+    def every_row_collides(hashes: pl.Series) -> pl.Series:
+        return pl.repeat(0, hashes.len(), dtype=pl.UInt32, eager=True)
+
+    source = _write_list(tmp_path / "list.csv", TRICKY_CELLS * 2)
+    monkeypatch.setattr(engine.prepare, "_first_rows", every_row_collides)
+    streamed = _prepared_streamed(source, tmp_path / "streamed.parquet", monkeypatch)
+    assert streamed.equals(_prepared_eagerly(source, tmp_path / "eager.parquet"))
+
+
+_cell_pieces = st.sampled_from(
+    ["a", "B", ".", "@", " ", "-", "+", "é", "\u00a0", "xn--", "com", '"', "<", ">", "mailto:"]
+)
+_any_cells = st.one_of(
+    st.sampled_from(TRICKY_CELLS),
+    st.lists(_cell_pieces, max_size=12).map("".join),
+    st.text(max_size=20).filter(lambda t: all(not 0xD800 <= ord(c) <= 0xDFFF for c in t)),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_any_cells, min_size=1, max_size=30))
+def test_prepare_file_writes_what_prepare_writes_for_any_cells(tmp_path, cells):
+    source = _write_list(tmp_path / "list.csv", cells)
+    written = prepare_file(source, tmp_path / "streamed.parquet")
+    streamed = pl.read_parquet(written.path)
+    assert streamed.equals(_prepared_eagerly(source, tmp_path / "eager.parquet"))
+
+
+def test_local_part_is_recomputed_from_the_prepared_files_columns(generated_cells):
+    cells = pl.concat([_cells(TRICKY_CELLS), generated_cells.with_columns(pl.col(ROW_ID) + 100)])
+    frame = prepare(cells)
+    recomputed = frame.select(local_part_of(pl.col(EMAIL_NORMALIZED), pl.col(DOMAIN)))
+    assert recomputed.to_series().equals(frame.get_column(LOCAL_PART), check_names=False)
