@@ -1,0 +1,547 @@
+"""The verification history: immutable Parquet parts, and what a run asks of them before probing.
+
+Storage (DESIGN §5): every run appends parts under `history/<kind>/`, written to a hidden temporary
+name and renamed into place, so readers never block writers, a reader never sees half a part and
+two runs never collide. Nothing is ever rewritten. A part whose footer cannot be read is moved to
+`history/quarantine/<kind>/` and reported; the rest of the history keeps working.
+
+What a run asks (issue 4): the latest fresh verdict of each address (the cache: no DNS, no probe,
+not charged), how often an address was verified and what it was last time (drift, seed 004), and
+the latest DNS facts of each domain.
+
+Parts that hold addresses carry `key_hash`, a 64-bit digest of `dedup_key`, and are sorted by it:
+look-ups compare integers instead of decoding strings (measured on a 10M-row history: the key
+column read in 0.14 s as text, `key_hash` with `checked_at` in 0.03 s). It is the low half of
+MD5(utf-8 dedup_key), as DuckDB's `(md5_number(dedup_key) >> 64)::UBIGINT` computes it, so SQL and
+Python agree forever, whatever the library versions. A digest only narrows the search: every
+look-up confirms the key itself before it trusts a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import duckdb
+import polars as pl
+
+from engine import schema
+from engine.export import atomic_output
+from engine.taxonomy import Status
+
+LOG = logging.getLogger(__name__)
+
+HISTORY_DIR_NAME: Final = "history"  # under the data dir (DESIGN §5)
+VERDICTS: Final = "verdicts"
+FEEDBACK: Final = "feedback"
+REPLIES: Final = "replies"
+LEDGER: Final = "ledger"
+KINDS: Final = (VERDICTS, FEEDBACK, REPLIES, LEDGER)
+QUARANTINE_DIR_NAME: Final = "quarantine"
+PART_SUFFIX: Final = ".parquet"
+KEY_HASH: Final = "key_hash"
+KEY_HASH_SQL: Final = "(md5_number({key}) >> 64)::UBIGINT"
+
+# lz4 rather than Polars' default zstd: on a 10M-row verdict history the cache look-up read its
+# columns in 0.35 s against 0.59 s, for 1.5x the bytes on disk (44 against 28 bytes per row).
+PART_COMPRESSION: Final = "lz4"
+# Small enough that a look-up of a few addresses reads one row group per part (parts are sorted
+# by key_hash, so min/max statistics prune the rest); the 1M-key look-up took the same time with
+# 65k-, 262k- and 1M-row groups.
+PART_ROW_GROUP_ROWS: Final = 65_536
+# Polars prunes row groups with statistics for `==` but not for `is_in`: on a 10M-row history a
+# look-up of 3 keys took 0.055 s as equalities and 0.25 s as `is_in`; at 10 keys `is_in` wins.
+FEW_KEYS: Final = 4
+# A run id goes into a file name: keep it readable, short and free of path separators.
+_UNSAFE_NAME_CHARS: Final = re.compile(r"[^A-Za-z0-9_.=+-]+")
+_RUN_ID_NAME_CHARS: Final = 48
+
+# One row per unique verified address per run: the verdict, the evidence it was decided on and the
+# raw SMTP reply, so a rule change can be re-applied to history with SQL.
+VERDICT_HISTORY_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "run_id": pl.String(),
+    "list_id": pl.String(),
+    "checked_at": pl.Datetime("us", "UTC"),
+    schema.DEDUP_KEY: pl.String(),
+    schema.EMAIL_NORMALIZED: pl.String(),
+    schema.DOMAIN: pl.String(),
+    "status": pl.String(),
+    "sub_status": pl.String(),
+    "score": pl.Int16(),
+    "confidence": pl.Int16(),
+    "tier": pl.String(),
+    "recommendation": pl.String(),
+    "reason": pl.String(),
+    "factors": pl.String(),
+    "rcpt_class": pl.String(),
+    "smtp_response_code": pl.Int16(),
+    "smtp_enhanced_code": pl.String(),
+    "smtp_message": pl.String(),
+    "dns_outcome": pl.String(),
+    "mx_record": pl.String(),
+    "smtp_provider": pl.String(),
+    "is_catchall": pl.Boolean(),  # the domain accepted a made-up address
+    "is_disposable": pl.Boolean(),
+    "is_role_based": pl.Boolean(),
+    "is_free_provider": pl.Boolean(),
+    "did_you_mean": pl.String(),
+    "spf": pl.Boolean(),
+    "dmarc": pl.Boolean(),
+    "cached": pl.Boolean(),  # this row repeats an earlier verdict instead of a new check
+}
+# What a stored verdict part holds: the history columns plus the look-up digest.
+VERDICT_PART_SCHEMA: Final[dict[str, pl.DataType]] = {
+    **VERDICT_HISTORY_SCHEMA,
+    KEY_HASH: pl.UInt64(),
+}
+# What a cache hit gives back: the verdict and its evidence, not the run that found it.
+CACHED_VERDICT_COLUMNS: Final = tuple(
+    name
+    for name in VERDICT_HISTORY_SCHEMA
+    if name
+    not in ("run_id", "list_id", "checked_at", "cached", schema.EMAIL_NORMALIZED, schema.DOMAIN)
+)
+CACHED_CHECKED_AT: Final = "cached_checked_at"
+# Facts about a domain that do not depend on the mailbox.
+DOMAIN_FACT_COLUMNS: Final = ("dns_outcome", "mx_record", "smtp_provider", "spf", "dmarc")
+DOMAIN_CATCH_ALL: Final = "is_catchall"
+FACTS_CHECKED_AT: Final = "facts_checked_at"
+_ASKED: Final = "_asked_key"
+_ROW: Final = "_row"
+
+
+# --- parts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartListing:
+    """The readable parts of one kind, oldest first, and the parts moved to quarantine now."""
+
+    parts: tuple[Path, ...]
+    quarantined: tuple[tuple[Path, str], ...] = ()
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per quarantined part, naming the file, the problem and where it went."""
+        return [
+            f"{moved}: unreadable history part quarantined ({problem})"
+            for moved, problem in self.quarantined
+        ]
+
+
+# Parts are immutable, so a footer read once is good for as long as name, size and mtime agree.
+_READABLE_PARTS: set[tuple[str, int, int]] = set()
+
+
+def part_name(run_id: str, now: datetime | None = None) -> str:
+    """`<UTC time to the µs>-<run id>-<random>.parquet`: sorts by time, never collides."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    safe_run = _UNSAFE_NAME_CHARS.sub("_", run_id).strip("._")[:_RUN_ID_NAME_CHARS] or "run"
+    return f"{stamp}-{safe_run}-{secrets.token_hex(4)}{PART_SUFFIX}"
+
+
+def key_hashes(keys: pl.Series) -> pl.Series:
+    """`key_hash` of each key (null for null): the low 64 bits of MD5, as DuckDB computes it.
+
+    DuckDB hashes 1M keys in ~0.1 s (Python's hashlib takes ~1.1 s), and being MD5 the value is
+    the same in every version of every library, which a stored digest needs.
+    """
+    with duckdb.connect() as connection:
+        connection.register("keys_to_hash", pl.DataFrame({"key": keys.cast(pl.String)}))
+        expression = KEY_HASH_SQL.format(key="key")
+        hashed = connection.sql(f"SELECT {expression} AS {KEY_HASH} FROM keys_to_hash").pl()
+    return hashed.get_column(KEY_HASH).cast(pl.UInt64)
+
+
+def append_part(frame: pl.DataFrame, history_dir: Path, kind: str, run_id: str) -> Path:
+    """Write `frame` as a new immutable part of `kind` and return its path.
+
+    A frame with a `dedup_key` column gets `key_hash` and is stored sorted by it. The part is
+    written beside its final name (`.<name>.<random>.tmp`, which no reader lists), fsynced and
+    renamed into place, so concurrent runs and readers never see each other's half-written files.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown history kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if schema.DEDUP_KEY in frame.columns:
+        if KEY_HASH not in frame.columns:
+            frame = frame.with_columns(key_hashes(frame.get_column(schema.DEDUP_KEY)))
+        frame = frame.sort(KEY_HASH, nulls_last=True)
+    path = Path(history_dir) / kind / part_name(run_id)
+    with atomic_output(path) as temporary:
+        frame.write_parquet(
+            temporary, compression=PART_COMPRESSION, row_group_size=PART_ROW_GROUP_ROWS
+        )
+    return path
+
+
+def list_parts(history_dir: Path, kind: str) -> PartListing:
+    """The readable parts of `kind`, oldest first; unreadable ones are moved to quarantine.
+
+    A part is readable when its Parquet footer parses (a truncated or foreign file fails
+    there). Each part is checked once per process: parts are immutable, so name, size and mtime
+    identify what was checked.
+    """
+    directory = Path(history_dir) / kind
+    try:
+        entries = sorted(
+            (entry for entry in os.scandir(directory) if _is_part_name(entry.name)),
+            key=lambda entry: entry.name,
+        )
+    except FileNotFoundError:
+        return PartListing(parts=())
+    parts: list[Path] = []
+    quarantined: list[tuple[Path, str]] = []
+    for entry in entries:
+        path = Path(entry.path)
+        problem = _footer_problem(path)
+        if problem is None:
+            parts.append(path)
+            continue
+        moved = _quarantine(path, Path(history_dir) / QUARANTINE_DIR_NAME / kind)
+        if moved is not None:
+            quarantined.append((moved, problem))
+            LOG.warning("%s: unreadable history part quarantined (%s)", moved, problem)
+    return PartListing(parts=tuple(parts), quarantined=tuple(quarantined))
+
+
+def scan_parts(
+    history_dir: Path, kind: str, part_schema: Mapping[str, pl.DataType] | None = None
+) -> pl.LazyFrame:
+    """A lazy scan over the readable parts of `kind`, columns united by name.
+
+    With `part_schema`, the scan has exactly those columns (missing ones as nulls, others
+    dropped), so parts written before a column existed still read; an empty history gives an
+    empty frame of that schema. Unreadable parts are quarantined and logged (see `list_parts`).
+    """
+    listing = list_parts(history_dir, kind)
+    if not listing.parts:
+        return pl.LazyFrame(schema=dict(part_schema or {}))
+    if part_schema is None:
+        return pl.scan_parquet(list(listing.parts), glob=False, missing_columns="insert")
+    return pl.scan_parquet(
+        list(listing.parts),
+        glob=False,
+        schema=dict(part_schema),
+        missing_columns="insert",
+        extra_columns="ignore",
+    )
+
+
+def _is_part_name(name: str) -> bool:
+    return name.endswith(PART_SUFFIX) and not name.startswith(".")
+
+
+def _footer_problem(path: Path) -> str | None:
+    """None when the part's footer reads, else what went wrong, in one line."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None  # moved away by a concurrent reader; the scan will not list it again
+    identity = (str(path), status.st_size, status.st_mtime_ns)
+    if identity in _READABLE_PARTS:
+        return None
+    try:
+        # An open file, not the path: Polars would read `[`, `*` or `?` in a path as a glob.
+        with path.open("rb") as part:
+            pl.read_parquet_schema(part)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        raise  # the disk or the permissions, not the part: nothing to quarantine
+    except Exception as error:  # what a bad footer raises varies (ComputeError, PanicException)
+        return " ".join(str(error).split())[:200] or type(error).__name__
+    _READABLE_PARTS.add(identity)
+    return None
+
+
+def _quarantine(path: Path, quarantine_dir: Path) -> Path | None:
+    """Move a bad part aside (never delete: it may be someone's only copy); None if gone."""
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    target = quarantine_dir / path.name
+    if target.exists():
+        target = quarantine_dir / f"{path.stem}-{secrets.token_hex(4)}{path.suffix}"
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None  # a concurrent reader quarantined it first
+    return target
+
+
+# --- verdict rows ---------------------------------------------------------------------------
+
+
+def verdict_history_rows(
+    decided: pl.DataFrame, run_id: str, list_id: str | None, checked_at: datetime
+) -> pl.DataFrame:
+    """The rows a run appends to `history/verdicts`, in `VERDICT_HISTORY_SCHEMA`.
+
+    `decided` holds one row per unique address with the verdict columns; columns it lacks come out
+    as typed nulls (`is_catchall` falls back to `domain_catch_all`, `cached` to false). Every row
+    gets this run's `checked_at`: a cached row records that this run served the verdict, while the
+    check itself stays in the part that first recorded it. Rows without a key are dropped: nothing
+    could ever look them up.
+    """
+    if schema.DEDUP_KEY not in decided.columns:
+        if decided.height:
+            raise ValueError(f"decided verdicts have no {schema.DEDUP_KEY!r} column")
+        decided = decided.with_columns(pl.lit(None, dtype=pl.String).alias(schema.DEDUP_KEY))
+    _require_aware(checked_at, "checked_at")
+    run_columns = {
+        "run_id": pl.lit(run_id, dtype=pl.String),
+        "list_id": pl.lit(list_id, dtype=pl.String),
+        "checked_at": pl.lit(checked_at, dtype=VERDICT_HISTORY_SCHEMA["checked_at"]),
+    }
+    fallbacks = {"cached": pl.lit(False)}
+    if "domain_catch_all" in decided.columns:
+        fallbacks["is_catchall"] = pl.col("domain_catch_all")
+
+    def column(name: str, dtype: pl.DataType) -> pl.Expr:
+        if name in run_columns:
+            return run_columns[name].alias(name)
+        source = pl.col(name) if name in decided.columns else fallbacks.get(name, pl.lit(None))
+        return source.cast(dtype).alias(name)
+
+    return (
+        decided.lazy()
+        .filter(pl.col(schema.DEDUP_KEY).is_not_null())
+        .select(column(name, dtype) for name, dtype in VERDICT_HISTORY_SCHEMA.items())
+        .unique(schema.DEDUP_KEY, keep="first", maintain_order=True)
+        .collect()
+    )
+
+
+# --- look-ups -------------------------------------------------------------------------------
+
+
+def cached_verdicts(
+    history_dir: Path,
+    keys: pl.Series,
+    *,
+    max_age_days: float,
+    now: datetime,
+    invalidated_keys: pl.Series | None = None,
+) -> pl.DataFrame:
+    """For each of `keys` with a reusable verdict, the latest one (one row per dedup_key).
+
+    Reusable: checked at most `max_age_days` before `now` (and not after it), not `unknown` (an
+    unknown is never reused: it is free and re-checked next run), an original check rather than a
+    cached copy, and the key not in `invalidated_keys` (the caller's keys with a hard bounce newer
+    than their last verdict). Returns `dedup_key`, the `CACHED_VERDICT_COLUMNS` and
+    `cached_checked_at`, the time of that check.
+    """
+    if max_age_days < 0:
+        raise ValueError("max_age_days must not be negative")
+    _require_aware(now, "now")
+    asked = _asked_keys(keys, exclude=invalidated_keys)
+    if asked.is_empty():
+        return _empty_cached()
+    found = (
+        _scan_verdicts(history_dir)
+        .filter(
+            pl.col("checked_at").is_between(now - timedelta(days=max_age_days), now),
+            pl.col("status") != Status.UNKNOWN.value,
+            ~pl.col("cached").fill_null(False),
+            _has_key_hash(asked.get_column(KEY_HASH)),
+        )
+        .select(KEY_HASH, "checked_at", *CACHED_VERDICT_COLUMNS)
+        .collect()
+    )
+    return found.filter(_newest_per_key(found, asked)).select(
+        *CACHED_VERDICT_COLUMNS, pl.col("checked_at").alias(CACHED_CHECKED_AT)
+    )
+
+
+def drift(history_dir: Path, keys: pl.Series) -> pl.DataFrame:
+    """Per key seen before: `times_verified`, `previous_status` and `previous_checked_at`.
+
+    `times_verified` counts the key's past verdict rows (one per run that included it, cached or
+    not); the caller adds this run and compares its status with `previous_status`, the status of
+    the latest past row, to set `status_changed`. Keys never seen are absent.
+    """
+    # One key per digest, so no row is counted twice; distinct integers are cheap, distinct text
+    # is not. Were two keys asked for ever to share a digest (odds ~3e-8 for 1M keys), one of
+    # them would look new, never take the other's counts.
+    asked = _asked_keys(keys).unique(KEY_HASH)
+    found = (
+        _scan_verdicts(history_dir)
+        .filter(_has_key_hash(asked.get_column(KEY_HASH)))
+        .select(KEY_HASH, schema.DEDUP_KEY, "checked_at", "cached", "status")
+        .collect()
+    )
+    return (
+        _confirmed(found, asked)
+        .sort("checked_at", "cached", descending=[True, False], nulls_last=True)
+        .group_by(schema.DEDUP_KEY)
+        .agg(
+            pl.len().cast(pl.Int32).alias("times_verified"),
+            pl.col("status").first().alias("previous_status"),
+            pl.col("checked_at").first().alias("previous_checked_at"),
+        )
+    )
+
+
+def cached_domain_facts(
+    history_dir: Path,
+    domains: pl.Series,
+    *,
+    max_age_days: float,
+    now: datetime | None = None,
+) -> pl.DataFrame:
+    """The latest DNS facts and catch-all answer per domain, from fresh non-unknown verdicts.
+
+    One row per domain found: `DOMAIN_FACT_COLUMNS` and `facts_checked_at` from its latest
+    verdict that saw DNS, and `is_catchall` from its latest verdict that tested it (a DNS-depth
+    run leaves it null). `mx_record` is the preferred MX host, not its addresses.
+
+    Latest means: from the newest part (by time written) that has the domain. Parts are read
+    newest first and reading stops once every domain is answered, since grouping a whole 10M-row
+    history by domain took 2.4 s and the newest part usually answers all but a few.
+    """
+    if max_age_days < 0:
+        raise ValueError("max_age_days must not be negative")
+    now = now or datetime.now(UTC)
+    _require_aware(now, "now")
+    unanswered = domains.cast(pl.String).drop_nulls().unique()
+    untested = unanswered
+    checked_at = pl.col("checked_at")
+    usable = [
+        checked_at.is_between(now - timedelta(days=max_age_days), now),
+        pl.col("status") != Status.UNKNOWN.value,
+        pl.col("dns_outcome").is_not_null(),
+    ]
+    facts: list[pl.DataFrame] = [_empty_domain_facts().drop(DOMAIN_CATCH_ALL)]
+    catch_all: list[pl.DataFrame] = [
+        pl.DataFrame(schema={schema.DOMAIN: pl.String(), DOMAIN_CATCH_ALL: pl.Boolean()})
+    ]
+    for part in reversed(list_parts(history_dir, VERDICTS).parts):
+        if unanswered.is_empty() and untested.is_empty():
+            break
+        asked = pl.concat([unanswered, untested]).unique()
+        newest_first = (
+            _scan_part(part)
+            .filter(*usable, pl.col(schema.DOMAIN).is_in(asked.implode()))
+            .select(schema.DOMAIN, "checked_at", *DOMAIN_FACT_COLUMNS, DOMAIN_CATCH_ALL)
+            .sort("checked_at", descending=True)
+            .collect()
+        )
+        if newest_first.is_empty():
+            continue
+        found = newest_first.filter(pl.col(schema.DOMAIN).is_in(unanswered.implode())).unique(
+            schema.DOMAIN, keep="first"
+        )
+        tested = newest_first.filter(
+            pl.col(DOMAIN_CATCH_ALL).is_not_null() & pl.col(schema.DOMAIN).is_in(untested.implode())
+        ).unique(schema.DOMAIN, keep="first")
+        facts.append(
+            found.select(schema.DOMAIN, *DOMAIN_FACT_COLUMNS, checked_at.alias(FACTS_CHECKED_AT))
+        )
+        catch_all.append(tested.select(schema.DOMAIN, DOMAIN_CATCH_ALL))
+        unanswered = unanswered.filter(~unanswered.is_in(found.get_column(schema.DOMAIN).implode()))
+        untested = untested.filter(~untested.is_in(tested.get_column(schema.DOMAIN).implode()))
+    return (
+        pl.concat(facts)
+        .join(pl.concat(catch_all), on=schema.DOMAIN, how="left")
+        .select(_empty_domain_facts().columns)
+    )
+
+
+def _scan_verdicts(history_dir: Path) -> pl.LazyFrame:
+    return scan_parts(history_dir, VERDICTS, VERDICT_PART_SCHEMA)
+
+
+def _scan_part(part: Path) -> pl.LazyFrame:
+    return pl.scan_parquet(
+        part,
+        glob=False,
+        schema=VERDICT_PART_SCHEMA,
+        missing_columns="insert",
+        extra_columns="ignore",
+    )
+
+
+def _empty_domain_facts() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            schema.DOMAIN: pl.String(),
+            **{c: VERDICT_HISTORY_SCHEMA[c] for c in DOMAIN_FACT_COLUMNS},
+            DOMAIN_CATCH_ALL: pl.Boolean(),
+            FACTS_CHECKED_AT: VERDICT_HISTORY_SCHEMA["checked_at"],
+        }
+    )
+
+
+def _asked_keys(keys: pl.Series, exclude: pl.Series | None = None) -> pl.DataFrame:
+    """The non-null keys asked for, minus `exclude`, with their `key_hash`.
+
+    Not made distinct: the caller's keys usually are already, and the look-ups keep one answer
+    per key anyway (measured: `unique` on 1M keys cost 0.2 s, a third of the whole look-up).
+    """
+    asked = keys.cast(pl.String).drop_nulls()
+    if exclude is not None and exclude.len():
+        asked = asked.filter(~asked.is_in(exclude.cast(pl.String).drop_nulls().implode()))
+    return pl.DataFrame({schema.DEDUP_KEY: asked, KEY_HASH: key_hashes(asked)})
+
+
+def _has_key_hash(hashes: pl.Series) -> pl.Expr:
+    """Rows whose `key_hash` is one of `hashes`, written so the scan can skip row groups."""
+    distinct = hashes.unique()
+    if distinct.len() > FEW_KEYS:
+        return pl.col(KEY_HASH).is_in(distinct.implode())
+    return pl.any_horizontal(pl.col(KEY_HASH) == value for value in distinct.to_list())
+
+
+def _confirmed(found: pl.DataFrame, asked: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `found` whose stored key is one of the keys asked for, not just its digest.
+
+    A row comes out once per time its key was asked for.
+    """
+    return (
+        found.join(
+            asked.select(KEY_HASH, pl.col(schema.DEDUP_KEY).alias(_ASKED)),
+            on=KEY_HASH,
+            how="inner",
+        )
+        .filter(pl.col(schema.DEDUP_KEY) == pl.col(_ASKED))
+        .drop(_ASKED)
+    )
+
+
+def _newest_per_key(found: pl.DataFrame, asked: pl.DataFrame) -> pl.Series:
+    """A mask over `found`: the newest confirmed row of each key asked for.
+
+    Chosen on three columns and applied as a mask: gathering rows by index from a scan's many
+    chunks took 1.9 s for 1M rows, the mask 0.05 s.
+    """
+    rows = (
+        _confirmed(
+            found.select(KEY_HASH, schema.DEDUP_KEY, "checked_at").with_row_index(_ROW), asked
+        )
+        .select(_ROW, KEY_HASH, "checked_at")
+        .sort("checked_at", descending=True)
+        # Per digest, which is faster than per key text and exact here, since every row left
+        # was confirmed: two keys asked for that shared a digest would leave one of them a miss.
+        .unique(KEY_HASH, keep="first")
+        .get_column(_ROW)
+    )
+    return pl.repeat(False, found.height, dtype=pl.Boolean, eager=True).scatter(rows, True)
+
+
+def _empty_cached() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            **{c: VERDICT_HISTORY_SCHEMA[c] for c in CACHED_VERDICT_COLUMNS},
+            CACHED_CHECKED_AT: VERDICT_HISTORY_SCHEMA["checked_at"],
+        }
+    )
+
+
+def _require_aware(moment: datetime, name: str) -> None:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC)")

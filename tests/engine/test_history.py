@@ -1,0 +1,439 @@
+"""Specification of the history store: immutable parts, quarantine, cache, drift, domain facts."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.history import (
+    CACHED_CHECKED_AT,
+    CACHED_VERDICT_COLUMNS,
+    KEY_HASH,
+    QUARANTINE_DIR_NAME,
+    VERDICT_HISTORY_SCHEMA,
+    VERDICTS,
+    append_part,
+    cached_domain_facts,
+    cached_verdicts,
+    drift,
+    key_hashes,
+    list_parts,
+    scan_parts,
+    verdict_history_rows,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PART_NAME = re.compile(r"^\d{8}T\d{12}Z-[A-Za-z0-9_.=+-]+-[0-9a-f]{8}\.parquet$")
+
+
+def _days_ago(days: float) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+def _decided(**columns: list) -> pl.DataFrame:
+    """A decided-verdicts frame; the domain comes from the key unless given."""
+    frame = pl.DataFrame(columns)
+    if "domain" not in frame.columns:
+        frame = frame.with_columns(domain=pl.col("dedup_key").str.split("@").list.last())
+    return frame
+
+
+def _record(history: Path, run_id: str, at: datetime, **columns: list) -> Path:
+    rows = verdict_history_rows(_decided(**columns), run_id, "list-1", at)
+    return append_part(rows, history, VERDICTS, run_id)
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Path:
+    return tmp_path / "history"
+
+
+# --- parts ---
+
+
+def test_a_part_is_named_by_time_and_run_and_leaves_no_temporary_file(history):
+    first = _record(history, "run one/..", _days_ago(1), dedup_key=["a@x.test"], status=["valid"])
+    second = _record(history, "run-2", NOW, dedup_key=["a@x.test"], status=["invalid"])
+
+    assert PART_NAME.match(first.name), first.name
+    assert first.parent == history / VERDICTS
+    assert sorted(p.name for p in (history / VERDICTS).iterdir()) == [first.name, second.name]
+    assert list_parts(history, VERDICTS).parts == (first, second)
+
+
+def test_a_verdict_part_carries_key_hash_and_is_sorted_by_it(history):
+    keys = [f"user{n}@x.test" for n in range(50)]
+    part = _record(history, "run", NOW, dedup_key=keys, status=["valid"] * 50)
+
+    stored = pl.read_parquet(part)
+
+    assert stored.get_column(KEY_HASH).is_sorted()
+    assert stored.get_column(KEY_HASH).to_list() == key_hashes(stored["dedup_key"]).to_list()
+
+
+def test_key_hash_is_the_low_half_of_md5_so_any_tool_can_compute_it():
+    keys = pl.Series(["a@x.test", "josé@exämple.test", None])
+
+    hashed = key_hashes(keys).to_list()
+
+    for key, value in zip(keys.to_list()[:2], hashed[:2], strict=True):
+        digest = hashlib.md5(key.encode("utf-8")).digest()
+        assert value == int.from_bytes(digest[8:], "little")
+    assert hashed[2] is None
+
+
+def test_concurrent_appends_never_collide_and_lose_nothing(history):
+    rows = verdict_history_rows(
+        _decided(dedup_key=["a@x.test", "b@x.test"], status=["valid", "valid"]), "r", "l", NOW
+    )
+    written: list[Path] = []
+
+    def append_many() -> None:
+        for _ in range(10):
+            written.append(append_part(rows, history, VERDICTS, "same-run-id"))
+
+    threads = [threading.Thread(target=append_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(written)) == 40
+    assert scan_parts(history, VERDICTS).select(pl.len()).collect().item() == 80
+    assert not [p for p in (history / VERDICTS).iterdir() if p.name.startswith(".")]
+
+
+def test_a_failed_write_leaves_no_part_behind(history):
+    unwritable = pl.DataFrame({"dedup_key": ["a@x.test"], "blob": [object()]})
+
+    with pytest.raises(Exception):  # noqa: B017 - Polars' error type for an Object column varies
+        append_part(unwritable, history, VERDICTS, "run")
+
+    assert list((history / VERDICTS).iterdir()) == []
+
+
+def test_unknown_kinds_are_refused(history):
+    with pytest.raises(ValueError, match="unknown history kind"):
+        append_part(pl.DataFrame({"a": [1]}), history, "verdict", "run")
+
+
+# --- corrupt parts ---
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
+        pytest.param(lambda data: b"this is not parquet" * 20, id="garbage"),
+        pytest.param(lambda data: b"", id="empty"),
+    ],
+)
+def test_an_unreadable_part_is_quarantined_and_the_rest_still_reads(history, damage, caplog):
+    _record(history, "good", _days_ago(2), dedup_key=["a@x.test"], status=["valid"])
+    bad = _record(history, "bad", _days_ago(1), dedup_key=["b@x.test"], status=["valid"])
+    bad.write_bytes(damage(bad.read_bytes()))
+
+    listing = list_parts(history, VERDICTS)
+
+    quarantined = history / QUARANTINE_DIR_NAME / VERDICTS / bad.name
+    assert not bad.exists()
+    assert quarantined.exists()
+    assert [moved for moved, _ in listing.quarantined] == [quarantined]
+    assert len(listing.warnings) == 1
+    assert str(quarantined) in listing.warnings[0]
+    assert "\n" not in listing.warnings[0]
+    assert bad.name in caplog.text
+    cached = cached_verdicts(history, pl.Series(["a@x.test", "b@x.test"]), max_age_days=30, now=NOW)
+    assert cached.get_column("dedup_key").to_list() == ["a@x.test"]
+    assert list_parts(history, VERDICTS).quarantined == ()
+
+
+def test_temporary_files_are_never_read(history):
+    _record(history, "good", NOW, dedup_key=["a@x.test"], status=["valid"])
+    (history / VERDICTS / ".20990101T000000000000Z-x-00000000.parquet.0a1b.tmp").write_bytes(b"x")
+
+    assert len(list_parts(history, VERDICTS).parts) == 1
+    assert not (history / QUARANTINE_DIR_NAME).exists()
+
+
+# --- verdict rows ---
+
+
+def test_history_rows_take_the_schema_with_typed_nulls_for_missing_columns():
+    decided = pl.DataFrame(
+        {
+            "dedup_key": ["a@x.test", "b@x.test"],
+            "status": ["valid", "catch_all"],
+            "score": pl.Series([95, 60], dtype=pl.Int64),
+            "domain_catch_all": [False, True],
+            "row_id": [0, 1],
+        }
+    )
+
+    rows = verdict_history_rows(decided, "run-1", "list-1", NOW)
+
+    assert rows.schema == pl.Schema(VERDICT_HISTORY_SCHEMA)
+    assert rows.get_column("run_id").to_list() == ["run-1", "run-1"]
+    assert rows.get_column("checked_at").to_list() == [NOW, NOW]
+    assert rows.get_column("is_catchall").to_list() == [False, True]
+    assert rows.get_column("cached").to_list() == [False, False]
+    assert rows.get_column("smtp_message").null_count() == 2
+
+
+def test_history_rows_keep_one_row_per_key_and_drop_rows_without_one():
+    decided = _decided(
+        dedup_key=["a@x.test", None, "a@x.test", "b@x.test"],
+        status=["valid", "invalid", "invalid", "valid"],
+        domain=["x.test", None, "x.test", "x.test"],
+    )
+
+    rows = verdict_history_rows(decided, "run", None, NOW)
+
+    assert rows.select("dedup_key", "status").rows() == [
+        ("a@x.test", "valid"),
+        ("b@x.test", "valid"),
+    ]
+
+
+def test_history_rows_need_an_aware_time():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        verdict_history_rows(_decided(dedup_key=["a@x.test"]), "r", "l", datetime(2026, 1, 1))
+
+
+# --- the cache ---
+
+
+def test_the_cache_serves_the_latest_fresh_verdict_with_its_time(history):
+    _record(history, "old", _days_ago(10), dedup_key=["a@x.test"], status=["invalid"])
+    _record(history, "new", _days_ago(2), dedup_key=["a@x.test"], status=["valid"], score=[95])
+
+    cached = cached_verdicts(history, pl.Series(["a@x.test"]), max_age_days=30, now=NOW)
+
+    assert cached.columns == [*CACHED_VERDICT_COLUMNS, CACHED_CHECKED_AT]
+    assert cached.select("dedup_key", "status", "score", CACHED_CHECKED_AT).rows() == [
+        ("a@x.test", "valid", 95, _days_ago(2))
+    ]
+
+
+def test_a_verdict_older_than_max_age_is_not_reused(history):
+    _record(history, "old", _days_ago(31), dedup_key=["a@x.test"], status=["valid"])
+
+    assert cached_verdicts(history, pl.Series(["a@x.test"]), max_age_days=30, now=NOW).is_empty()
+    assert cached_verdicts(history, pl.Series(["a@x.test"]), max_age_days=32, now=NOW).height == 1
+
+
+def test_unknowns_are_never_reused_but_an_older_definitive_verdict_is(history):
+    _record(history, "first", _days_ago(5), dedup_key=["a@x.test"], status=["valid"])
+    _record(
+        history,
+        "then",
+        _days_ago(1),
+        dedup_key=["a@x.test", "b@x.test"],
+        status=["unknown", "unknown"],
+    )
+
+    cached = cached_verdicts(history, pl.Series(["a@x.test", "b@x.test"]), max_age_days=30, now=NOW)
+
+    assert cached.select("dedup_key", "status").rows() == [("a@x.test", "valid")]
+
+
+def test_invalidated_keys_are_not_served(history):
+    _record(history, "run", _days_ago(1), dedup_key=["a@x.test", "b@x.test"], status=["valid"] * 2)
+
+    cached = cached_verdicts(
+        history,
+        pl.Series(["a@x.test", "b@x.test"]),
+        max_age_days=30,
+        now=NOW,
+        invalidated_keys=pl.Series(["a@x.test"]),
+    )
+
+    assert cached.get_column("dedup_key").to_list() == ["b@x.test"]
+
+
+def test_a_cached_copy_never_refreshes_the_cache(history):
+    _record(history, "probe", _days_ago(29), dedup_key=["a@x.test"], status=["valid"])
+    _record(history, "reuse", _days_ago(1), dedup_key=["a@x.test"], status=["valid"], cached=[True])
+
+    cached = cached_verdicts(history, pl.Series(["a@x.test"]), max_age_days=30, now=NOW)
+    later = cached_verdicts(
+        history, pl.Series(["a@x.test"]), max_age_days=30, now=NOW + timedelta(days=2)
+    )
+
+    assert cached.get_column(CACHED_CHECKED_AT).to_list() == [_days_ago(29)]
+    assert later.is_empty()
+
+
+def test_verdicts_recorded_after_now_are_not_seen(history):
+    _record(history, "future", NOW + timedelta(hours=1), dedup_key=["a@x.test"], status=["valid"])
+
+    assert cached_verdicts(history, pl.Series(["a@x.test"]), max_age_days=30, now=NOW).is_empty()
+
+
+def test_the_cache_answers_once_per_key_and_ignores_nulls_and_strangers(history):
+    _record(history, "run", _days_ago(1), dedup_key=["a@x.test"], status=["valid"])
+
+    cached = cached_verdicts(
+        history,
+        pl.Series(["a@x.test", "a@x.test", None, "nobody@x.test"]),
+        max_age_days=30,
+        now=NOW,
+    )
+
+    assert cached.get_column("dedup_key").to_list() == ["a@x.test"]
+
+
+def test_a_large_look_up_agrees_with_one_key_at_a_time(history):
+    keys = [f"user{n}@x.test" for n in range(40)]
+    statuses = ["valid", "invalid", "unknown", "catch_all"] * 10
+    _record(history, "run", _days_ago(1), dedup_key=keys, status=statuses)
+
+    together = cached_verdicts(history, pl.Series(keys), max_age_days=30, now=NOW)
+    one_by_one = pl.concat(
+        cached_verdicts(history, pl.Series([key]), max_age_days=30, now=NOW) for key in keys
+    )
+
+    assert together.height == 30
+    assert together.sort("dedup_key").equals(one_by_one.sort("dedup_key"))
+
+
+def test_an_empty_history_serves_nothing_with_the_right_columns(history):
+    cached = cached_verdicts(history, pl.Series(["a@x.test"]), max_age_days=30, now=NOW)
+
+    assert cached.is_empty()
+    assert cached.columns == [*CACHED_VERDICT_COLUMNS, CACHED_CHECKED_AT]
+
+
+def test_the_cache_needs_an_aware_now_and_a_non_negative_age(history):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        cached_verdicts(history, pl.Series(["a"]), max_age_days=1, now=datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="negative"):
+        cached_verdicts(history, pl.Series(["a"]), max_age_days=-1, now=NOW)
+
+
+_STATUSES = st.sampled_from(["valid", "invalid", "catch_all", "unknown", "do_not_mail"])
+_VERDICT = st.tuples(
+    st.sampled_from(["a@x.test", "b@x.test", "c@y.test"]),
+    st.integers(min_value=0, max_value=60),  # days ago
+    _STATUSES,
+    st.booleans(),  # cached copy
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(runs=st.lists(st.lists(_VERDICT, min_size=1, max_size=4), min_size=1, max_size=5))
+def test_the_cache_agrees_with_the_rule_read_literally(tmp_path_factory, runs):
+    history = tmp_path_factory.mktemp("history")
+    recorded: list[tuple[str, datetime, str, bool]] = []
+    for number, run in enumerate(runs):
+        at = _days_ago(run[0][1]) - timedelta(seconds=number)  # one time per run, all distinct
+        unique = {key: (status, copy) for key, _, status, copy in run}
+        _record(
+            history,
+            f"run{number}",
+            at,
+            dedup_key=list(unique),
+            status=[status for status, _ in unique.values()],
+            cached=[copy for _, copy in unique.values()],
+        )
+        recorded += [(key, at, status, copy) for key, (status, copy) in unique.items()]
+
+    cached = cached_verdicts(
+        history, pl.Series(["a@x.test", "b@x.test", "c@y.test"]), max_age_days=30, now=NOW
+    )
+
+    expected = {}
+    for key, at, status, copy in sorted(recorded, key=lambda r: r[1]):
+        if at >= _days_ago(30) and status != "unknown" and not copy:
+            expected[key] = (status, at)
+    got = {key: (status, at) for key, status, at in cached.select(
+        "dedup_key", "status", CACHED_CHECKED_AT).rows()}  # fmt: skip
+    assert got == expected
+
+
+# --- drift ---
+
+
+def test_drift_counts_past_verdicts_and_names_the_latest_status(history):
+    _record(history, "1", _days_ago(90), dedup_key=["a@x.test", "b@x.test"], status=["valid"] * 2)
+    _record(history, "2", _days_ago(40), dedup_key=["a@x.test"], status=["invalid"])
+    _record(history, "3", _days_ago(1), dedup_key=["a@x.test"], status=["invalid"], cached=[True])
+
+    drifted = drift(history, pl.Series(["a@x.test", "b@x.test", "new@x.test"])).sort("dedup_key")
+
+    assert drifted.rows() == [
+        ("a@x.test", 3, "invalid", _days_ago(1)),
+        ("b@x.test", 1, "valid", _days_ago(90)),
+    ]
+    assert drifted.schema["times_verified"] == pl.Int32
+
+
+def test_drift_counts_a_key_asked_twice_once(history):
+    _record(history, "1", _days_ago(1), dedup_key=["a@x.test"], status=["valid"])
+
+    drifted = drift(history, pl.Series(["a@x.test", "a@x.test"]))
+
+    assert drifted.select("dedup_key", "times_verified").rows() == [("a@x.test", 1)]
+
+
+def test_drift_on_an_empty_history_knows_no_key(history):
+    assert drift(history, pl.Series(["a@x.test"])).is_empty()
+
+
+# --- domain facts ---
+
+
+def test_domain_facts_come_from_the_newest_fresh_verdict_that_saw_dns(history):
+    _record(
+        history,
+        "older",
+        _days_ago(5),
+        dedup_key=["a@x.test", "b@y.test"],
+        status=["catch_all", "valid"],
+        dns_outcome=["mx", "mx"],
+        mx_record=["mx-old.x.test", "mx.y.test"],
+        is_catchall=[True, False],
+    )
+    _record(
+        history,
+        "newer",
+        _days_ago(1),
+        dedup_key=["c@x.test", "d@y.test"],
+        status=["valid", "unknown"],
+        dns_outcome=["mx", "timeout"],
+        mx_record=["mx-new.x.test", None],
+        is_catchall=[None, None],
+    )
+
+    facts = cached_domain_facts(
+        history, pl.Series(["x.test", "y.test", "z.test"]), max_age_days=30, now=NOW
+    ).sort("domain")
+
+    assert facts.select("domain", "mx_record", "is_catchall", "facts_checked_at").rows() == [
+        ("x.test", "mx-new.x.test", True, _days_ago(1)),
+        ("y.test", "mx.y.test", False, _days_ago(5)),
+    ]
+
+
+def test_stale_domain_facts_are_not_served(history):
+    _record(
+        history, "old", _days_ago(10), dedup_key=["a@x.test"], status=["valid"], dns_outcome=["mx"]
+    )
+
+    facts = cached_domain_facts(history, pl.Series(["x.test"]), max_age_days=7, now=NOW)
+
+    assert facts.is_empty()
+    assert facts.columns == [
+        "domain", "dns_outcome", "mx_record", "smtp_provider", "spf", "dmarc", "is_catchall",
+        "facts_checked_at",
+    ]  # fmt: skip
