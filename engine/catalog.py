@@ -24,11 +24,10 @@ import polars as pl
 
 from engine.errors import InputError
 from engine.export import atomic_output
-from engine.feedback import FEEDBACK_SCHEMA
 from engine.history import (
     FEEDBACK,
+    FEEDBACK_PART_SCHEMA,
     HISTORY_DIR_NAME,
-    KEY_HASH,
     LEDGER,
     PART_SUFFIX,
     VERDICT_PART_SCHEMA,
@@ -49,8 +48,6 @@ VIEWS: Final = (
     "domain_health",
 )
 
-# A feedback part as `append_part` stores engine.feedback's events (with the look-up digest).
-FEEDBACK_PART_SCHEMA: Final[dict[str, pl.DataType]] = {**FEEDBACK_SCHEMA, KEY_HASH: pl.UInt64()}
 PART_SCHEMAS: Final[dict[str, dict[str, pl.DataType]]] = {
     VERDICTS: VERDICT_PART_SCHEMA,
     FEEDBACK: FEEDBACK_PART_SCHEMA,

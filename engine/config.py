@@ -65,6 +65,9 @@ class Config(BaseModel):
     # History and cache.
     refresh: bool = False
     max_age_days: float = Field(30.0, ge=0)
+    # Domain facts (DNS outcome, catch-all) change less often than mailboxes but matter more when
+    # wrong: a shorter TTL of their own (seed 001 caches domain results for days, not weeks).
+    domain_max_age_days: float = Field(7.0, ge=0)
     # Probe budgets (the seeds' credits): probing stops cleanly once spent; the rest is
     # unknown/not_probed and the summary says so. None = unlimited.
     probe_budget: int | None = Field(None, ge=0)
@@ -72,6 +75,8 @@ class Config(BaseModel):
     # Outputs and notifications.
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # SSRF guard off: only for receivers on loopback / a private network (tests, in-house hooks).
+    webhook_allow_private: bool = False
     progress: bool = True
     sandbox: bool = False
 

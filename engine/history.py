@@ -34,6 +34,7 @@ import polars as pl
 
 from engine import schema
 from engine.export import atomic_output
+from engine.feedback import FEEDBACK_SCHEMA
 from engine.taxonomy import Status
 
 LOG = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ VERDICT_PART_SCHEMA: Final[dict[str, pl.DataType]] = {
     **VERDICT_HISTORY_SCHEMA,
     KEY_HASH: pl.UInt64(),
 }
+# A feedback part as `append_part` stores engine.feedback's events (with the look-up digest).
+FEEDBACK_PART_SCHEMA: Final[dict[str, pl.DataType]] = {**FEEDBACK_SCHEMA, KEY_HASH: pl.UInt64()}
 # What a cache hit gives back: the verdict and its evidence, not the run that found it.
 CACHED_VERDICT_COLUMNS: Final = tuple(
     name
@@ -359,11 +362,14 @@ def cached_verdicts(
 
 
 def drift(history_dir: Path, keys: pl.Series) -> pl.DataFrame:
-    """Per key seen before: `times_verified`, `previous_status` and `previous_checked_at`.
+    """Per key seen before: `times_verified`, `previous_status`, `previous_checked_at` and
+    `last_probed_at`.
 
     `times_verified` counts the key's past verdict rows (one per run that included it, cached or
     not); the caller adds this run and compares its status with `previous_status`, the status of
-    the latest past row, to set `status_changed`. Keys never seen are absent.
+    the latest past row, to set `status_changed`. `last_probed_at` is the time of the latest
+    original (not cached) verdict that got an SMTP answer: feedback older than it is superseded
+    by that answer (DESIGN §4 precedence). Keys never seen are absent.
     """
     # One key per digest, so no row is counted twice; distinct integers are cheap, distinct text
     # is not. Were two keys asked for ever to share a digest (odds ~3e-8 for 1M keys), one of
@@ -372,9 +378,10 @@ def drift(history_dir: Path, keys: pl.Series) -> pl.DataFrame:
     found = (
         _scan_verdicts(history_dir)
         .filter(_has_key_hash(asked.get_column(KEY_HASH)))
-        .select(KEY_HASH, schema.DEDUP_KEY, "checked_at", "cached", "status")
+        .select(KEY_HASH, schema.DEDUP_KEY, "checked_at", "cached", "status", "rcpt_class")
         .collect()
     )
+    probed = ~pl.col("cached").fill_null(False) & pl.col("rcpt_class").is_not_null()
     return (
         _confirmed(found, asked)
         .sort("checked_at", "cached", descending=[True, False], nulls_last=True)
@@ -383,8 +390,22 @@ def drift(history_dir: Path, keys: pl.Series) -> pl.DataFrame:
             pl.len().cast(pl.Int32).alias("times_verified"),
             pl.col("status").first().alias("previous_status"),
             pl.col("checked_at").first().alias("previous_checked_at"),
+            pl.col("checked_at").filter(probed).max().alias("last_probed_at"),
         )
     )
+
+
+def feedback_events(history_dir: Path, keys: pl.Series) -> pl.DataFrame:
+    """Every recorded feedback event of `keys` (FEEDBACK_SCHEMA), in no particular order."""
+    asked = _asked_keys(keys).unique(KEY_HASH)
+    if asked.is_empty():
+        return pl.DataFrame(schema=FEEDBACK_SCHEMA)
+    found = (
+        scan_parts(history_dir, FEEDBACK, FEEDBACK_PART_SCHEMA)
+        .filter(_has_key_hash(asked.get_column(KEY_HASH)))
+        .collect()
+    )
+    return _confirmed(found, asked).select(list(FEEDBACK_SCHEMA))
 
 
 def cached_domain_facts(
@@ -492,6 +513,8 @@ def _asked_keys(keys: pl.Series, exclude: pl.Series | None = None) -> pl.DataFra
 def _has_key_hash(hashes: pl.Series) -> pl.Expr:
     """Rows whose `key_hash` is one of `hashes`, written so the scan can skip row groups."""
     distinct = hashes.unique()
+    if distinct.is_empty():
+        return pl.lit(False)
     if distinct.len() > FEW_KEYS:
         return pl.col(KEY_HASH).is_in(distinct.implode())
     return pl.any_horizontal(pl.col(KEY_HASH) == value for value in distinct.to_list())

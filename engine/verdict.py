@@ -37,7 +37,10 @@ EVIDENCE_COLUMNS: dict[str, pl.DataType] = {
     "complained": pl.Boolean(),
     "unsubscribed": pl.Boolean(),
     "delivered": pl.Boolean(),
+    # Why a probe-worthy address was not probed (e.g. "budget": the run's probe budget ran out).
+    "probe_skipped": pl.String(),
 }
+PROBE_SKIPPED = "probe_skipped"
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,9 @@ RULES: tuple[Rule, ...] = (
              "The mail server dropped the connection before answering."),
     _unknown("protocol_error", _rcpt("protocol_error"), SubStatus.MAIL_SERVER_DID_NOT_RESPOND, 40,
              "The server's replies were not SMTP (garbage, oversized or endless)."),
+    Rule("probe_budget_spent", (pl.col(PROBE_SKIPPED) == "budget").fill_null(False), _UNKNOWN,
+         SubStatus.NOT_PROBED,
+         50, 0, _RETRY, "The probe budget ran out before this address; it is checked next run."),
     Rule("not_probed", pl.lit(True), _UNKNOWN, SubStatus.NOT_PROBED, 50, 0, _RETRY,
          "Syntax is valid; the mailbox was not checked at this depth."),
 )  # fmt: skip

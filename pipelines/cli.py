@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -68,6 +69,35 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable output")
     _add_run_options(check)
 
+    feedback = commands.add_parser(
+        "feedback", help="record bounce / delivery / complaint events from an ESP export"
+    )
+    feedback.add_argument("inputs", nargs="+", type=Path, metavar="FILE")
+    feedback.add_argument(
+        "--feedback-format",
+        default=None,
+        dest="feedback_format",
+        metavar="NAME",
+        help="generic, sendgrid, mailgun or ses (default: detected from the columns)",
+    )
+    feedback.add_argument("--json", action="store_true", help="machine-readable report")
+    feedback.add_argument("--data-dir", type=Path, default=None)
+
+    sql = commands.add_parser("sql", help="query the history with SQL (read-only)")
+    sql.add_argument("query", metavar="QUERY")
+    sql.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        dest="params",
+        metavar="VALUE",
+        help="a value for the next ? in QUERY (repeatable; always bound, never pasted in)",
+    )
+    output = sql.add_mutually_exclusive_group()
+    output.add_argument("--csv", action="store_true", help="CSV on stdout")
+    output.add_argument("--json", action="store_true", help="JSON on stdout")
+    sql.add_argument("--data-dir", type=Path, default=None)
+
     demo = commands.add_parser("demo", help="run the whole job on a generated list (sandbox)")
     demo.add_argument("--rows", type=int, default=20_000)
     _add_run_options(demo)
@@ -88,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _NON_CONFIG_ARGS = {
     "command", "inputs", "out", "format", "json", "addresses", "rows", "dns_port", "write_list",
+    "feedback_format", "query", "params", "csv",
 }  # fmt: skip
 
 
@@ -139,10 +170,14 @@ def _verify_and_write(
     missing = [path for path in inputs if not path.is_file()]
     if missing:
         raise InputError("no such file", path=missing[0])
-    list_dir = DataDirLayout(config.data_dir).list_dir(_list_key(inputs))
+    list_id = _list_key(inputs)
+    list_dir = DataDirLayout(config.data_dir).list_dir(list_id)
+    checkpoint_dir = list_dir / "probes"
     progress = _progress_for(config)
     with progress if progress is not None else contextlib.nullcontext():
-        run = verify_file(inputs, config, progress=progress, checkpoint_dir=list_dir / "probes")
+        run = verify_file(
+            inputs, config, progress=progress, checkpoint_dir=checkpoint_dir, list_id=list_id
+        )
     for warning in run.warnings:
         stderr_console().print(f"mailsift: warning: {warning}", highlight=False, markup=False)
     written = write_results(run.results, out, fmt)
@@ -150,6 +185,9 @@ def _verify_and_write(
         replies = write_results(run.replies, list_dir / "replies.parquet")
         run.summary["smtp_replies_file"] = str(replies)
     summary_file = write_summary(run.summary, _summary_path(written))
+    # The checkpoint resumes a killed run; once this one is written and in the history, the next
+    # run of the same file must probe its unknowns again rather than resume them.
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return run.summary, written, summary_file
 
 
@@ -189,6 +227,43 @@ def _run_check(args: argparse.Namespace) -> int:
     else:
         with pl.Config(tbl_rows=len(args.addresses), fmt_str_lengths=60, tbl_width_chars=160):
             print(shown)
+    return EXIT_OK
+
+
+def _run_feedback(args: argparse.Namespace) -> int:
+    from engine.feedback_store import record_feedback
+
+    config = config_from_args(args)
+    missing = [path for path in args.inputs if not path.is_file()]
+    if missing:
+        raise InputError("no such file", path=missing[0])
+    reports = [record_feedback(path, config.data_dir, args.feedback_format) for path in args.inputs]
+    if args.json:
+        print(json.dumps(reports, indent=2, default=str))
+        return EXIT_OK
+    console = stdout_console()
+    for report in reports:
+        for warning in report.pop("warnings"):
+            stderr_console().print(f"mailsift: warning: {warning}", markup=False)
+        console.print(f"{report.pop('file')} ({report.pop('format')})", markup=False)
+        for key, value in report.items():
+            console.print(f"{key.replace('_', ' '):>24}  {value}", markup=False)
+    return EXIT_OK
+
+
+def _run_sql(args: argparse.Namespace) -> int:
+    from engine.catalog import run_sql
+    from engine.export import csv_safe_cells
+
+    config = config_from_args(args)
+    result = run_sql(config.data_dir, args.query, args.params or None)
+    if args.csv:  # history holds list cells: neutralise formulas as every CSV we write does
+        sys.stdout.write(csv_safe_cells(result).write_csv())
+    elif args.json:
+        print(json.dumps(result.to_dicts(), indent=2, default=str))
+    else:
+        with pl.Config(tbl_rows=200, fmt_str_lengths=80, tbl_width_chars=200):
+            print(result)
     return EXIT_OK
 
 
@@ -234,6 +309,8 @@ _COMMANDS = {
     "verify": _run_verify,
     "analyze": _run_analyze,
     "check": _run_check,
+    "feedback": _run_feedback,
+    "sql": _run_sql,
     "demo": _run_demo,
     "sandbox": _run_sandbox,
 }

@@ -366,14 +366,17 @@ def test_the_cache_agrees_with_the_rule_read_literally(tmp_path_factory, runs):
 
 def test_drift_counts_past_verdicts_and_names_the_latest_status(history):
     _record(history, "1", _days_ago(90), dedup_key=["a@x.test", "b@x.test"], status=["valid"] * 2)
-    _record(history, "2", _days_ago(40), dedup_key=["a@x.test"], status=["invalid"])
-    _record(history, "3", _days_ago(1), dedup_key=["a@x.test"], status=["invalid"], cached=[True])
+    _record(history, "2", _days_ago(40), dedup_key=["a@x.test"], status=["invalid"],
+            rcpt_class=["mailbox_not_found"])  # fmt: skip
+    _record(history, "3", _days_ago(1), dedup_key=["a@x.test"], status=["invalid"], cached=[True],
+            rcpt_class=["mailbox_not_found"])  # fmt: skip
 
     drifted = drift(history, pl.Series(["a@x.test", "b@x.test", "new@x.test"])).sort("dedup_key")
 
+    # last_probed_at: the latest original verdict with an SMTP answer (a cached copy is none).
     assert drifted.rows() == [
-        ("a@x.test", 3, "invalid", _days_ago(1)),
-        ("b@x.test", 1, "valid", _days_ago(90)),
+        ("a@x.test", 3, "invalid", _days_ago(1), _days_ago(40)),
+        ("b@x.test", 1, "valid", _days_ago(90), None),
     ]
     assert drifted.schema["times_verified"] == pl.Int32
 

@@ -63,6 +63,7 @@ EVIDENCE_FOR_RULE = {
     "timeout_exceeded": {**_OK, "rcpt_class": "timeout"},
     "forcible_disconnect": {**_OK, "rcpt_class": "disconnected"},
     "protocol_error": {**_OK, "rcpt_class": "protocol_error"},
+    "probe_budget_spent": {**_OK, "probe_skipped": "budget"},
     "not_probed": {"syntax_valid": True},
 }
 

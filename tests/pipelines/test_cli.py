@@ -137,3 +137,45 @@ def _run_console(args: list[str]) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
+
+
+def test_feedback_records_events_and_sql_reads_them_with_bound_parameters(tmp_path, capsys):
+    events = _csv(
+        tmp_path,
+        "email,event_type,bounce_code,bounce_message,timestamp\n"
+        "a@example.com,hard_bounce,550,5.1.1 unknown,2026-01-02T03:04:05Z\n"
+        "b@example.com,delivered,,,1767225600\n"
+        "c@example.com,opened,,,2026-01-02\n",
+        name="events.csv",
+    )
+    assert main(["feedback", str(events), "--json"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)[0]
+    assert report["format"] == "generic" and report["events_kept"] == 2
+    assert report["events_by_type"] == {"hard_bounce": 1, "delivered": 1}
+
+    hostile = "a@example.com' OR '1'='1"
+    for value, expected in (("a@example.com", 1), (hostile, 0)):
+        query = "SELECT count(*) AS n FROM feedback WHERE dedup_key = ?"
+        assert main(["sql", query, "--param", value, "--json"]) == EXIT_OK
+        assert json.loads(capsys.readouterr().out) == [{"n": expected}]
+
+
+def test_sql_refuses_writes_and_neutralises_formulas_in_csv(tmp_path, capsys):
+    assert main(["sql", "CREATE TABLE t AS SELECT 1"]) == EXIT_USAGE
+    error = capsys.readouterr().err
+    assert error.startswith("mailsift: error: SQL") and error.count("\n") == 1
+    assert main(["sql", "SELECT '=cmd|calc' AS cell", "--csv"]) == EXIT_OK
+    assert capsys.readouterr().out.splitlines() == ["cell", "'=cmd|calc"]
+
+
+def test_analyze_quotes_fewer_probes_once_the_history_knows_the_list(tmp_path, capsys):
+    source = _csv(tmp_path, "email\nalice@example.com\nbob@example.com\n")
+    assert main(["analyze", str(source), "--json"]) == EXIT_OK
+    before = json.loads(capsys.readouterr().out)
+    assert (before["cached"], before["smtp_probes_estimate"]) == (0, 3)
+    suppression = tmp_path / "mailsift-home" / "suppression"
+    suppression.mkdir(parents=True)
+    (suppression / "global_suppression.txt").write_text("bob@example.com\n")
+    assert main(["analyze", str(source), "--json"]) == EXIT_OK
+    after = json.loads(capsys.readouterr().out)
+    assert (after["decided_by_your_lists"], after["smtp_probes_estimate"]) == (1, 2)
