@@ -15,6 +15,11 @@ class DataDirLayout:
         return self.root / "inbox"
 
     @property
+    def rejected(self) -> Path:
+        """Inbox files that could not be taken, each beside a one-line `.reason.txt`."""
+        return self.inbox / "rejected"
+
+    @property
     def landing(self) -> Path:
         return self.root / "landing"
 
