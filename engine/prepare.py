@@ -525,3 +525,15 @@ def _written_back_meanwhile(path: Path) -> Iterator[None]:
     finally:
         done.set()
         writer.join()
+
+
+def read_prepared(path: Path | str) -> pl.DataFrame:
+    """A prepared file (PREPARED_FILE_COLUMNS) back as the frame prepare() returns, less the raw
+    cell: LOCAL_PART from local_part_of(), DEDUP_KEY as the lower-cased address (which is what
+    lower(local) + "@" + an already lower-case domain is, and what an unsplit cell's key is)."""
+    frame = pl.read_parquet(path)
+    address, domain = pl.col(EMAIL_NORMALIZED), pl.col(DOMAIN)
+    return frame.with_columns(
+        local_part_of(address, domain).alias(LOCAL_PART),
+        address.str.to_lowercase().alias(DEDUP_KEY),
+    )

@@ -40,7 +40,7 @@ def quote_with_history(
 
     An estimate: a cached verdict that today's rules find unknown is probed after all.
     """
-    from engine.verify import probe_budget
+    from engine.stages import probe_budget
 
     now = now or datetime.now(UTC)
     quote = quote_prepared(prepared)

@@ -35,7 +35,7 @@ class Remembered:
 
     run_id: str
     parts: tuple[Path, ...]
-    catalog: Path
+    catalog: Path | None  # None when the caller rebuilds the catalog itself (Dagster's asset)
     ledger: dict[str, Any]
 
 
@@ -75,8 +75,9 @@ def remember_run(
     rows: int,
     started_at: datetime,
     checked_at: datetime,
+    rebuild_catalog: bool = True,
 ) -> Remembered:
-    """Append the run to `<data_dir>/history` and rebuild `mailsift.duckdb`."""
+    """Append the run to `<data_dir>/history` and (by default) rebuild `mailsift.duckdb`."""
     history_dir = data_dir / HISTORY_DIR_NAME
     parts = [
         append_part(
@@ -98,4 +99,5 @@ def remember_run(
         **counts,
     )
     parts.append(record_run(row, history_dir))
-    return Remembered(run_id, tuple(parts), build_catalog(data_dir), counts)
+    catalog = build_catalog(data_dir) if rebuild_catalog else None
+    return Remembered(run_id, tuple(parts), catalog, counts)

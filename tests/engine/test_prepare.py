@@ -21,6 +21,7 @@ from engine.prepare import (
     normalise,
     prepare,
     prepare_file,
+    read_prepared,
     reference_syntax_check,
 )
 from engine.schema import (
@@ -450,3 +451,10 @@ def test_local_part_is_recomputed_from_the_prepared_files_columns(generated_cell
     frame = prepare(cells)
     recomputed = frame.select(local_part_of(pl.col(EMAIL_NORMALIZED), pl.col(DOMAIN)))
     assert recomputed.to_series().equals(frame.get_column(LOCAL_PART), check_names=False)
+
+
+def test_a_prepared_file_reads_back_as_the_prepared_frame(generated_cells, tmp_path):
+    for cells in (generated_cells, _cells(TRICKY_CELLS)):
+        prepared = prepare(cells)
+        read = read_prepared(write_prepared(prepared, tmp_path / "prepared.parquet"))
+        assert read.select(prepared.drop(EMAIL_RAW).columns).equals(prepared.drop(EMAIL_RAW))
