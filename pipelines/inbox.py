@@ -97,28 +97,41 @@ def landed_files(landing_dir: Path) -> list[Path]:
 
 def landed_keys(layout: DataDirLayout) -> list[str]:
     """Every key with a list file in `landing/`, the sensor's source of truth for what exists."""
-    if not layout.landing.is_dir():
+    return keys_landed_in(layout.landing)
+
+
+def keys_landed_in(landing: Path) -> list[str]:
+    """Every `<landing>/<key>/` holding a visible file (lists and feedback exports alike)."""
+    if not landing.is_dir():
         return []
     return sorted(
-        entry.name for entry in layout.landing.iterdir() if entry.is_dir() and landed_files(entry)
+        entry.name for entry in landing.iterdir() if entry.is_dir() and landed_files(entry)
     )
 
 
 def take(source: Path, layout: DataDirLayout) -> Taken:
     """Land a finished inbox file under its key, drop it as a re-upload, or reject it."""
+    return land(source, layout.landing, layout.rejected)
+
+
+def land(source: Path, landing: Path, rejected: Path, what: str = "list file") -> Taken:
+    """`take` for any drop folder: land into `<landing>/<key>/` or set aside in `rejected`.
+
+    The feedback inbox hands off ESP exports by the same rules, so both share one implementation.
+    """
     name = source.name
     if source.suffix.lower() not in LIST_SUFFIXES:
-        return _reject(source, layout, f"not a list file; use one of {_suffix_listing()}")
+        return _reject(source, rejected, f"not a {what}; use one of {_suffix_listing()}")
     try:
         if source.stat().st_size == 0:
-            return _reject(source, layout, "the file is empty")
+            return _reject(source, rejected, "the file is empty")
         key = list_key_for(source)
     except FileNotFoundError:
         return Taken(name, Outcome.VANISHED)
     except OSError as error:
-        return _reject(source, layout, f"cannot read the file: {error.strerror or error}")
+        return _reject(source, rejected, f"cannot read the file: {error.strerror or error}")
     try:
-        landing_dir = layout.landing_dir(key)
+        landing_dir = landing / key
         already = landed_files(landing_dir)
         if already:
             source.unlink(missing_ok=True)
@@ -150,13 +163,13 @@ def _move(source: Path, target: Path) -> None:
     source.unlink()
 
 
-def _reject(source: Path, layout: DataDirLayout, reason: str) -> Taken:
+def _reject(source: Path, rejected: Path, reason: str) -> Taken:
     """Move the file out of the way with a reason a person can act on; never raise."""
     try:
-        layout.rejected.mkdir(parents=True, exist_ok=True)
-        target = layout.rejected / source.name
+        rejected.mkdir(parents=True, exist_ok=True)
+        target = rejected / source.name
         if target.exists():
-            target = layout.rejected / f"{source.stem}-{time.time_ns()}{source.suffix}"
+            target = rejected / f"{source.stem}-{time.time_ns()}{source.suffix}"
         _move(source, target)
         one_line = " ".join(reason.split())
         target.with_name(target.name + REASON_SUFFIX).write_text(one_line + "\n")

@@ -203,7 +203,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def test_the_asset_graph_renders_in_headless_chromium(webserver, repository, tmp_path):
+def test_the_asset_graph_renders_in_headless_chromium(webserver, location, repository, tmp_path):
     chromium = shutil.which("chromium")
     assert chromium, "chromium is missing: `.ci/run` installs it (apt-get install chromium)"
     # The first-visit "join the community" dialog would cover the graph in the picture.
@@ -220,7 +220,8 @@ def test_the_asset_graph_renders_in_headless_chromium(webserver, repository, tmp
         "--dump-dom",
         f"--window-size={WINDOW[0]},{WINDOW[1]}",
         "--virtual-time-budget=15000",
-        f"{webserver.url}/asset-groups",
+        # The lists group's own graph: the global graph shows groups collapsed once there are two.
+        f"{webserver.url}/locations/{location['name']}/asset-groups/lists",
     ]
     browser = subprocess.Popen(
         command,
@@ -237,5 +238,5 @@ def test_the_asset_graph_renders_in_headless_chromium(webserver, repository, tmp
     assert _png_size(data) == WINDOW
     assert len(data) > MIN_SCREENSHOT_BYTES, f"{len(data)} bytes: a blank page?"
     rendered = dom.decode(errors="replace")
-    for asset in ("list_rows", "prepared_list"):
+    for asset in ("list_rows", "prepared_list", "list_probes", "list_results"):
         assert asset in rendered, f"{asset} not on the rendered asset graph page"
