@@ -14,9 +14,8 @@ import dagster as dg
 import polars as pl
 
 from engine import schema
-from engine.export import write_prepared
 from engine.ingest import read_list
-from engine.prepare import prepare
+from engine.prepare import prepare_file, read_prepared
 from engine.quote import quote_prepared
 from pipelines.partitions import lists_partitions
 from pipelines.resources import MailsiftSettings
@@ -92,23 +91,20 @@ def prepared_list(
 ) -> dg.MaterializeResult:
     layout = mailsift.layout()
     key = context.partition_key
-    manifest = _manifest(mailsift, key)
-    originals = pl.read_parquet(layout.rows_file(key))
-    cells = pl.DataFrame(
-        {
-            schema.ROW_ID: pl.int_range(originals.height, dtype=pl.UInt64, eager=True),
-            schema.EMAIL_RAW: originals.get_column(manifest["email_column"]).cast(pl.String),
-        }
+    # The streamed path from the landed file, read as list_rows read it (tests hold it equal to
+    # prepare() over list_rows' cells).
+    written = prepare_file(
+        layout.landed_file(key), layout.prepared_file(key), column=mailsift.config().column
     )
-    prepared = prepare(cells)
-    path = write_prepared(prepared, layout.prepared_file(key))
+    path = written.path
+    prepared = read_prepared(path)
     quote = quote_prepared(prepared)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": prepared.height,
             "path": dg.MetadataValue.path(str(path)),
             **{name: dg.MetadataValue.int(value) for name, value in quote.items()},
-            "preview": _preview(prepared.drop(schema.EMAIL_RAW)),
+            "preview": _preview(prepared),
         }
     )
 

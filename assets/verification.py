@@ -11,6 +11,7 @@ per-MX caps hold inside each run, the pool bounds how many runs probe at once).
 # No `from __future__ import annotations` here: Dagster resolves the context type hint at
 # definition time and rejects it as a string.
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,9 @@ def list_verdicts(
     )
     state.update(run_id=remembered.run_id, ledger=remembered.ledger)
     _save_run_state(mailsift, key, state)
+    # The probe checkpoint resumes a failed probe step; once its answers are in the history, the
+    # next materialisation must probe the unknowns again (probes.parquet keeps this run's).
+    shutil.rmtree(layout.checkpoint_dir(key), ignore_errors=True)
     unknown = rows.filter(pl.col("status") == Status.UNKNOWN.value).height
     return dg.MaterializeResult(
         metadata={

@@ -322,6 +322,13 @@ class DnsClient:
             self._failed(question, LookupStatus.SERVFAIL, problem)
         else:
             self._release()
+            if reply.truncated:
+                # TC over TCP: the answer does not fit even 64 KiB (RFC 1035 §4.2.2); the
+                # message carries no records, so read as NOERROR it would say "no such
+                # records" (NODATA) and make a live domain look like one that takes no mail.
+                problem = f"answer from {server} for {_asked(question.question)} is truncated"
+                self._failed(question, LookupStatus.SERVFAIL, problem + " even over TCP")
+                return
             self._settle(question, reply)
 
     def _settle(self, question: _Question, reply: Reply) -> None:

@@ -23,6 +23,7 @@ RCODE_MASK: Final = 0x000F
 
 TYPE_A: Final = 1
 TYPE_CNAME: Final = 5
+TYPE_PTR: Final = 12
 TYPE_MX: Final = 15
 TYPE_TXT: Final = 16
 TYPE_AAAA: Final = 28
@@ -31,6 +32,7 @@ CLASS_IN: Final = 1
 TYPE_NAMES: Final = {
     TYPE_A: "A",
     TYPE_CNAME: "CNAME",
+    TYPE_PTR: "PTR",
     TYPE_MX: "MX",
     TYPE_TXT: "TXT",
     TYPE_AAAA: "AAAA",
@@ -70,9 +72,9 @@ class Reply(NamedTuple):
     """What one answer says about the question asked.
 
     `records` are the answer's data of the asked type at the end of the CNAME chain: addresses
-    as text for A/AAAA, `(preference, exchange)` for MX (the root is ""), the joined
-    character-strings for TXT. `cname_loop` marks a chain that comes back on itself or is
-    longer than MAX_CNAME_CHAIN. (A NamedTuple: one is built per answer, and a frozen
+    as text for A/AAAA, `(preference, exchange)` for MX (the root is ""), the name for PTR, the
+    joined character-strings for TXT. `cname_loop` marks a chain that comes back on itself or
+    is longer than MAX_CNAME_CHAIN. (A NamedTuple: one is built per answer, and a frozen
     dataclass costs several times more to build.)
     """
 
@@ -198,6 +200,12 @@ def _rdata(data: bytes, offset: int, end: int, rtype: int) -> object:
         if exchange_end > end:
             raise MalformedReply("an MX exchange runs past its record")
         return preference, exchange
+    if rtype == TYPE_PTR:
+        # RFC 1035 §3.3.12: one domain name (the preflight's reverse DNS, RFC 1035 §3.5).
+        target, target_end = read_name(data, offset)
+        if target_end > end:
+            raise MalformedReply("a PTR name runs past its record")
+        return target
     if rtype == TYPE_TXT:
         # RFC 1035 §3.3.14 / RFC 7208 §3.3: one or more <character-string>s, read as one text.
         strings = bytearray()

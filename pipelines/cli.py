@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -98,9 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="JSON on stdout")
     sql.add_argument("--data-dir", type=Path, default=None)
 
+    doctor = commands.add_parser("doctor", help="preflight: can this host verify mail at all?")
+    doctor.add_argument("--probe-domain", default=None, metavar="DOMAIN", help="whose MX to dial")
+    doctor.add_argument(
+        "--dnsbl", action="append", default=[], metavar="ZONE", help="blocklist zone to query"
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_run_options(doctor)
+
     demo = commands.add_parser("demo", help="run the whole job on a generated list (sandbox)")
     demo.add_argument("--rows", type=int, default=20_000)
+    demo.add_argument(
+        "--ui", action="store_true", help="drop the list into the inbox of a running Dagster UI"
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="with --ui: where the UI listens")
+    demo.add_argument("--port", type=int, default=3000, help="with --ui: where the UI listens")
     _add_run_options(demo)
+
+    ui = commands.add_parser("ui", help="start Dagster (UI + daemon) on the embedded instance")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    _add_run_options(ui)
 
     sandbox = commands.add_parser("sandbox", help="serve the sandbox mail world until Ctrl-C")
     sandbox.add_argument("--dns-port", type=int, default=0, help="default: a free port")
@@ -118,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _NON_CONFIG_ARGS = {
     "command", "inputs", "out", "format", "json", "addresses", "rows", "dns_port", "write_list",
-    "feedback_format", "query", "params", "csv",
+    "feedback_format", "query", "params", "csv", "ui", "host", "port", "probe_domain", "dnsbl",
 }  # fmt: skip
 
 
@@ -187,8 +206,23 @@ def _verify_and_write(
     summary_file = write_summary(run.summary, _summary_path(written))
     # The checkpoint resumes a killed run; once this one is written and in the history, the next
     # run of the same file must probe its unknowns again rather than resume them.
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    _retire_checkpoint(checkpoint_dir)
     return run.summary, written, summary_file
+
+
+def _retire_checkpoint(checkpoint_dir: Path) -> None:
+    """Remove a finished run's checkpoint, all of it or none of it.
+
+    Renamed away before it is deleted: a run killed halfway through `rmtree` left a checkpoint
+    directory with some journals gone, so its rerun neither resumed nor started afresh (seen in
+    tests/engine/test_crash_resume.py: the unknowns probed again beside the old run's replies).
+    A kill now leaves a hidden directory nobody reads, which the next finished run removes.
+    """
+    retired = checkpoint_dir.with_name(f".{checkpoint_dir.name}-retired-{secrets.token_hex(4)}")
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(checkpoint_dir, retired)
+    for leftover in checkpoint_dir.parent.glob(f".{checkpoint_dir.name}-retired-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _run_verify(args: argparse.Namespace) -> int:
@@ -267,9 +301,63 @@ def _run_sql(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_ui(args: argparse.Namespace, drop: Path | None = None) -> int:
+    """`dagster dev` on the embedded instance, with the sandbox world when asked for.
+
+    Dagster's processes read the same MAILSIFT_* variables as the CLI, so they verify alike.
+    """
+    import subprocess
+
+    from pipelines.instance import ensure_dagster_home
+    from pipelines.layout import DataDirLayout
+
+    config = config_from_args(args)
+    data_dir = config.data_dir.resolve()
+    env = {
+        **os.environ,
+        "MAILSIFT_HOME": str(data_dir),
+        "DAGSTER_HOME": str(ensure_dagster_home(DataDirLayout(data_dir))),
+    }
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    command = [dagster, "dev", "-m", "pipelines.definitions", "-h", args.host, "-p", str(args.port)]
+    with contextlib.ExitStack() as stack:
+        if config.sandbox:
+            env.update(_sandbox_env(stack))
+        if drop is not None:
+            inbox = DataDirLayout(data_dir).inbox
+            inbox.mkdir(parents=True, exist_ok=True)
+            drop.replace(inbox / drop.name)
+        stderr_console().print(
+            f"mailsift: Dagster UI on http://{args.host}:{args.port} (data dir {data_dir}); "
+            "lists dropped in its inbox/ are verified; Ctrl-C stops",
+            markup=False,
+        )
+        return subprocess.call(command, env=env)
+
+
+def _sandbox_env(stack: contextlib.ExitStack) -> dict[str, str]:
+    """Start the demo world for the life of `stack`; its config as MAILSIFT_* variables."""
+    from engine.sandbox.demo_world import demo_world
+    from engine.sandbox.probe_settings import sandbox_overrides
+    from engine.sandbox.running import spawn_world
+
+    world = stack.enter_context(spawn_world(demo_world()))
+    overrides = sandbox_overrides(world.dns_address, world.smtp_port)
+    return {
+        f"MAILSIFT_{name.upper()}": ",".join(map(str, value))
+        if isinstance(value, list)
+        else str(value)
+        for name, value in overrides.items()
+    }
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from engine.sandbox.demo_world import write_demo_list
 
+    if args.ui:
+        args.sandbox = True
+        staged = config_from_args(args).data_dir / "demo" / "demo_list.csv"
+        return _run_ui(args, drop=write_demo_list(staged, rows=args.rows))
     config = config_from_args(args, sandbox=True)
     demo_dir = config.data_dir / "demo"
     sample = write_demo_list(demo_dir / "demo_list.csv", rows=args.rows, with_truth=True)
@@ -305,6 +393,22 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when no check fails (warnings included), 1 when one does."""
+    from dataclasses import asdict
+
+    from engine.doctor import has_failures, run_doctor
+    from pipelines.console import print_doctor
+
+    with _world_for(config_from_args(args)) as config:
+        results = run_doctor(config, probe_domain=args.probe_domain, dnsbl_zones=args.dnsbl)
+    if args.json:
+        print(json.dumps([asdict(result) for result in results], indent=2))
+    else:
+        print_doctor(stdout_console(), results)
+    return EXIT_FAILURE if has_failures(results) else EXIT_OK
+
+
 _COMMANDS = {
     "verify": _run_verify,
     "analyze": _run_analyze,
@@ -312,7 +416,9 @@ _COMMANDS = {
     "feedback": _run_feedback,
     "sql": _run_sql,
     "demo": _run_demo,
+    "ui": _run_ui,
     "sandbox": _run_sandbox,
+    "doctor": _run_doctor,
 }
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from engine.doctor import CheckResult
 
 
 def stdout_console() -> Console:
@@ -77,3 +81,25 @@ def print_summary(
     console.print(f"results: {results}", markup=False)
     if summary_file is not None:
         console.print(f"summary: {summary_file}", markup=False)
+
+
+OUTCOME_STYLES = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def print_doctor(console: Console, results: Sequence[CheckResult]) -> None:
+    """The preflight as a table: each check, its outcome, what it found and, below, the fix."""
+    table = Table(title="mailsift doctor", show_lines=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("finding / fix", overflow="fold")
+    for result in results:
+        # Text, not markup: details quote DNS records and replies, which may hold "[...]".
+        finding = Text(result.detail)
+        if result.fix:
+            finding.append(f"\nfix: {result.fix}", style="italic")
+        table.add_row(
+            Text(result.name),
+            Text(result.outcome.value, style=OUTCOME_STYLES[result.outcome.value]),
+            finding,
+        )
+    console.print(table)

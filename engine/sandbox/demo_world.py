@@ -33,6 +33,7 @@ from engine.sandbox.world import (
     Mx,
     RateLimit,
     World,
+    reverse_name,
 )
 
 DEMO_SEED: Final = 7
@@ -89,6 +90,12 @@ CONSUMER_PROVIDERS: Final[tuple[tuple[str, tuple[str, ...], int, dict[str, objec
 )
 SPF_RECORD: Final = "v=spf1 mx -all"
 DMARC_RECORD: Final = "v=DMARC1; p=quarantine; rua=mailto:dmarc@{domain}"
+# The sandbox verifier's own identity (HELO name and MAIL FROM domain, probe_settings.py): its
+# address (the source of every loopback connection) has forward-confirmed reverse DNS and its
+# domain SPF and DMARC, so `mailsift doctor --sandbox` meets a healthy setup.
+VERIFIER_DOMAIN: Final = "verifier.mailsift.test"
+VERIFIER_ADDRESS: Final = "127.0.0.1"
+VERIFIER_MX: Final = "mx1.hosting-1.example"
 
 
 class Truth(StrEnum):
@@ -181,6 +188,7 @@ MISBEHAVING_SERVERS: Final = (
 HOSTILE_SERVERS: Final = (
     (Truth.HOSTILE_REPLY, Behaviour.ENDLESS_MULTILINE, 1),
     (Truth.HOSTILE_REPLY, Behaviour.HUGE_LINE, 1),
+    (Truth.TARPIT, Behaviour.TRICKLE, 1),  # a greeting that never ends: a timeout, like a tarpit
 )
 
 
@@ -441,7 +449,8 @@ class _Planner:
             draft.build(round(latency.uniform(*server_latency_s), 3))
             for draft in self.drafts.values()
         ]
-        return World(servers=servers, domains=self.domains, dns_latency_s=dns_latency_s)
+        domains = [*self.domains, *_verifier_identity()]
+        return World(servers=servers, domains=domains, dns_latency_s=dns_latency_s)
 
     def pools(self) -> dict[Truth, _Pool]:
         return {
@@ -450,6 +459,19 @@ class _Planner:
             )
             for truth in LIST_MIX
         }
+
+
+def _verifier_identity() -> tuple[Domain, ...]:
+    return (
+        Domain(
+            VERIFIER_DOMAIN,
+            mx=[VERIFIER_MX],
+            a=[VERIFIER_ADDRESS],
+            spf=f"v=spf1 ip4:{VERIFIER_ADDRESS} -all",
+            dmarc=DMARC_RECORD.format(domain=VERIFIER_DOMAIN),
+        ),
+        Domain(reverse_name(VERIFIER_ADDRESS), ptr=[VERIFIER_DOMAIN]),
+    )
 
 
 @functools.lru_cache(maxsize=4)

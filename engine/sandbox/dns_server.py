@@ -15,9 +15,22 @@ import errno
 import socket
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Final, cast
+from typing import Final, NamedTuple, cast
 
-from dnslib import AAAA, CNAME, MX, QTYPE, RCODE, RR, TXT, A, DNSHeader, DNSQuestion, DNSRecord
+from dnslib import (
+    AAAA,
+    CNAME,
+    MX,
+    PTR,
+    QTYPE,
+    RCODE,
+    RR,
+    TXT,
+    A,
+    DNSHeader,
+    DNSQuestion,
+    DNSRecord,
+)
 
 from engine.sandbox.counters import DnsLedger
 from engine.sandbox.world import NULL_MX_HOST, DnsFault, Domain
@@ -38,11 +51,26 @@ TXT_STRING_LIMIT: Final = 255  # RFC 1035 §3.3.14: one <character-string> is at
 MAX_CNAME_CHAIN: Final = 8  # how far an answer chases aliases inside the world (loops end here)
 ANSWER_TTL: Final = 300
 MAX_CACHED_ANSWERS: Final = 100_000
-ANSWERED_TYPES: Final = (QTYPE.A, QTYPE.AAAA, QTYPE.MX, QTYPE.TXT, QTYPE.CNAME)
+ANSWERED_TYPES: Final = (QTYPE.A, QTYPE.AAAA, QTYPE.MX, QTYPE.TXT, QTYPE.PTR, QTYPE.CNAME)
 EMPTY_COUNTS: Final = struct.pack("!HHHH", 1, 0, 0, 0)  # the question, no records
 BIND_ATTEMPTS: Final = 20
 
+# How a forged or wrong answer's message ID differs from the query's: never equal to it.
+FORGED_ID_MASK: Final = 0x5A5A
+
 _Question = tuple[str, int]  # (lower-case dotted name, QTYPE)
+
+
+class Response(NamedTuple):
+    """What goes back for one query: `reply` (None: dropped), a `forged` message sent just
+    before it, and whether the reply leaves from another port than the one asked."""
+
+    reply: bytes | None
+    forged: bytes | None = None
+    from_another_port: bool = False
+
+
+DROPPED: Final = Response(None)
 
 
 class ZoneAnswers:
@@ -66,41 +94,52 @@ class ZoneAnswers:
                     self._packed_answer(name, qtype)
 
     def answer(self, query: bytes, *, tcp: bool) -> bytes | None:
+        """The reply to one query, or None to drop it (what a well-placed observer sees)."""
+        return self.respond(query, tcp=tcp).reply
+
+    def respond(self, query: bytes, *, tcp: bool) -> Response:
+        """Everything that goes back for one query: the reply, and what a fault adds to it."""
         if len(query) < HEADER.size:
-            return None
+            return DROPPED
         message_id, flags, qdcount, _, _, arcount = HEADER.unpack_from(query)
         if flags & QR:
-            return None  # a response sent to us; answering it could start a reflection loop
+            return DROPPED  # a response sent to us; answering it could start a reflection loop
         if flags & OPCODE_MASK:
-            return _bare(message_id, flags, RCODE.NOTIMP)
+            return Response(_bare(message_id, flags, RCODE.NOTIMP))
         parsed = _parse_question(query) if qdcount == 1 else None
         if parsed is None:
-            return _bare(message_id, flags, RCODE.FORMERR)
+            return Response(_bare(message_id, flags, RCODE.FORMERR))
         name, qtype, question_end = parsed
         question = query[HEADER.size : question_end]
         self._ledger.query(name, QTYPE.get(qtype, f"TYPE{qtype}"), tcp=tcp)
         if int.from_bytes(query[question_end - 2 : question_end], "big") != CLASS_IN:
-            return _bare(message_id, flags, RCODE.NOTIMP, question)
+            return Response(_bare(message_id, flags, RCODE.NOTIMP, question))
 
         fault = self._zone[name].fault if name in self._zone else None
         if fault is DnsFault.TIMEOUT or (fault is DnsFault.TRUNCATED_NO_TCP and tcp):
-            return None
+            return DROPPED
         if fault is DnsFault.SERVFAIL:
-            return _bare(message_id, flags, RCODE.SERVFAIL, question)
+            return Response(_bare(message_id, flags, RCODE.SERVFAIL, question))
         if fault is DnsFault.REFUSED:
-            return _bare(message_id, flags, RCODE.REFUSED, question)
+            return Response(_bare(message_id, flags, RCODE.REFUSED, question))
         if fault is DnsFault.TRUNCATED_NO_TCP or (fault is DnsFault.TRUNCATED and not tcp):
-            return _bare(message_id, flags, RCODE.NOERROR, question, truncated=True)
+            return Response(_bare(message_id, flags, RCODE.NOERROR, question, truncated=True))
         if fault is DnsFault.WRONG_ID:
-            message_id ^= 0x5A5A
+            message_id ^= FORGED_ID_MASK
 
         answer_flags, counts, records = self._packed_answer(name, qtype)
         reply_header = struct.pack("!HH", message_id, answer_flags | (flags & RD)) + counts
         reply = reply_header + question + records
         limit = TCP_MESSAGE_LIMIT if tcp else _udp_limit(query, question_end, arcount)
         if len(reply) > limit:
-            return _bare(message_id, flags, RCODE.NOERROR, question, truncated=True)
-        return reply
+            # RFC 2181 §9: what does not fit is marked truncated, over TCP too (past 64 KiB).
+            reply = _bare(message_id, flags, RCODE.NOERROR, question, truncated=True)
+        if fault is DnsFault.SPOOFED_NXDOMAIN and not tcp:
+            forged = _bare(message_id ^ FORGED_ID_MASK, flags, RCODE.NXDOMAIN, question)
+            return Response(reply, forged=forged)
+        if fault is DnsFault.WRONG_SOURCE and not tcp:
+            return Response(reply, from_another_port=True)
+        return Response(reply)
 
     def _packed_answer(self, name: str, qtype: int) -> tuple[int, bytes, bytes]:
         """The flags, section counts and record bytes after the question, packed once per question.
@@ -158,6 +197,8 @@ def _records_of(domain: Domain, qtype: int) -> Sequence[object]:
         return domain.mx
     if qtype == QTYPE.TXT:
         return domain.txt_records
+    if qtype == QTYPE.PTR:
+        return domain.ptr
     if qtype == QTYPE.CNAME and domain.cname:
         return (domain.cname,)
     return ()
@@ -177,6 +218,8 @@ def _domain_records(domain: Domain, qtype: int) -> list[RR]:
         ]
     if qtype == QTYPE.TXT:
         return [rr(TXT(_character_strings(text))) for text in domain.txt_records]
+    if qtype == QTYPE.PTR:
+        return [rr(PTR(host)) for host in domain.ptr]
     if qtype == QTYPE.CNAME and domain.cname:
         return [rr(CNAME(domain.cname))]
     return []
@@ -237,9 +280,12 @@ def _wire_name(name: str) -> bytes:
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, answers: ZoneAnswers, latency_s: float) -> None:
+    def __init__(
+        self, answers: ZoneAnswers, latency_s: float, stray: asyncio.DatagramTransport
+    ) -> None:
         self._answers = answers
         self._latency_s = latency_s
+        self._stray = stray  # another port on the same address, for WRONG_SOURCE answers
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -247,18 +293,26 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = self._answers.answer(data, tcp=False)
+        reply, forged, from_another_port = self._answers.respond(data, tcp=False)
         if reply is None:
             return
+        if forged is not None:
+            self._send(self._transport, forged, addr)  # a forger is not slowed by our latency
+        transport = self._stray if from_another_port else self._transport
         if self._latency_s:
             # A timer, not a sleep: the delay of one answer never holds up another.
-            asyncio.get_running_loop().call_later(self._latency_s, self._send, reply, addr)
+            asyncio.get_running_loop().call_later(
+                self._latency_s, self._send, transport, reply, addr
+            )
         else:
-            self._send(reply, addr)
+            self._send(transport, reply, addr)
 
-    def _send(self, reply: bytes, addr: tuple[str, int]) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.sendto(reply, addr)
+    @staticmethod
+    def _send(
+        transport: asyncio.DatagramTransport | None, reply: bytes, addr: tuple[str, int]
+    ) -> None:
+        if transport is not None and not transport.is_closing():
+            transport.sendto(reply, addr)
 
 
 class _TcpProtocol(asyncio.Protocol):
@@ -316,6 +370,7 @@ class DnsServer:
         self._answers = ZoneAnswers(zone, self.ledger)
         self._latency_s = latency_s
         self._udp: asyncio.DatagramTransport | None = None
+        self._stray: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tcp_connections: set[_TcpProtocol] = set()
         self.host = ""
@@ -329,8 +384,12 @@ class DnsServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         loop = asyncio.get_running_loop()
         udp_socket, tcp_socket = _bind_pair(host, port)
+        stray, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=(host, 0)
+        )
+        self._stray = stray
         self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self._answers, self._latency_s), sock=udp_socket
+            lambda: _UdpProtocol(self._answers, self._latency_s, stray), sock=udp_socket
         )
         self._tcp = await loop.create_server(
             lambda: _TcpProtocol(self._answers, self._latency_s, self._tcp_connections),
@@ -341,13 +400,15 @@ class DnsServer:
     async def stop(self) -> None:
         if self._udp is not None:
             self._udp.close()
+        if self._stray is not None:
+            self._stray.close()
         if self._tcp is not None:
             self._tcp.close()
             for connection in list(self._tcp_connections):
                 if connection.transport is not None:
                     connection.transport.abort()
             await self._tcp.wait_closed()
-        self._udp = self._tcp = None
+        self._udp = self._stray = self._tcp = None
 
 
 UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from engine.sandbox.demo_world import GREYLIST_DELAY_S
+from engine.sandbox.demo_world import GREYLIST_DELAY_S, VERIFIER_DOMAIN
 
-SANDBOX_HELO: Final = "verifier.mailsift.test"
-SANDBOX_MAIL_FROM: Final = "probe@verifier.mailsift.test"
+SANDBOX_HELO: Final = VERIFIER_DOMAIN
+SANDBOX_MAIL_FROM: Final = f"probe@{VERIFIER_DOMAIN}"
 
 
 def sandbox_overrides(dns_address: str, smtp_port: int) -> dict[str, Any]:

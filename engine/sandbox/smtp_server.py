@@ -36,6 +36,8 @@ WRITE_CHUNK: Final = 64 * 1024
 LINGER_ZERO: Final = struct.pack("ii", 1, 0)
 # Keeps replies that share a due time in order: timers with equal deadlines may fire in any order.
 DELAY_LINE_STEP_S: Final = 1e-6
+# TRICKLE's pace: one octet this often, so a whole line takes seconds and the reply never ends.
+TRICKLE_INTERVAL_S: Final = 0.05
 # Replies produced this close together share a write; a reply produced later waits its own
 # latency (a later reply must never ride an earlier one's timer and arrive early).
 COALESCE_WINDOW_S: Final = 0.001
@@ -210,6 +212,18 @@ class _Session(asyncio.Protocol):
             else:
                 await asyncio.sleep(0)  # yield, so a stop or a lost connection gets its turn
 
+    async def _trickle(self, greeting: bytes) -> None:
+        """Sends the greeting's continuation lines one octet at a time, forever: a client that
+        only times out when the line goes quiet waits without end."""
+        continuation = greeting.replace(b"220 ", b"220-")
+        transport = self._transport
+        while transport is not None:
+            for octet in continuation:
+                if self._closed or transport.is_closing():
+                    return
+                transport.write(bytes((octet,)))
+                await asyncio.sleep(TRICKLE_INTERVAL_S)
+
     # --- The dialogue ---
 
     async def _serve(self) -> None:
@@ -222,6 +236,8 @@ class _Session(asyncio.Protocol):
             elif behaviour is Behaviour.HTTP_BANNER:
                 self._send(replies.HTTP_PAGE)
                 self._hang_up()
+            elif behaviour is Behaviour.TRICKLE:
+                await self._trickle(replies.greeting(self._spec.name, multiline=True))
             elif behaviour is Behaviour.HUGE_LINE:
                 await asyncio.sleep(self._spec.latency_s)
                 await self._write_steadily(_huge_line())

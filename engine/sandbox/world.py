@@ -43,6 +43,7 @@ class Behaviour(StrEnum):
     ENDLESS_MULTILINE = "endless_multiline"  # answers EHLO with "250-" lines that never end
     HUGE_LINE = "huge_line"  # a 10 MB banner line
     ACCEPT_THEN_CLOSE = "accept_then_close"  # accepts the connection and closes it at once
+    TRICKLE = "trickle"  # drips a greeting that never ends, one octet at a time (slowloris)
 
 
 class DnsFault(StrEnum):
@@ -54,6 +55,12 @@ class DnsFault(StrEnum):
     TRUNCATED = "truncated"  # UDP answer has TC set and no records; TCP answers in full
     TRUNCATED_NO_TCP = "truncated_no_tcp"  # TC over UDP, and TCP queries are dropped
     WRONG_ID = "wrong_id"  # the answer carries another message ID (RFC 1035 §4.1.1)
+    # An off-path forger's race (RFC 5452 §4): an NXDOMAIN with another message ID arrives over
+    # UDP just before the real answer. Taking it would call a live domain nonexistent.
+    SPOOFED_NXDOMAIN = "spoofed_nxdomain"
+    # The UDP answer leaves from another port than the query went to (RFC 5452 §9.1: not ours);
+    # TCP answers normally.
+    WRONG_SOURCE = "wrong_source"
 
 
 @dataclass(frozen=True)
@@ -74,8 +81,10 @@ class Domain:
     `mx` entries are host names (preference 10, 20, ... in order) or `Mx` records; `NULL_MX`
     declares RFC 7505's "accepts no mail". A name with `a`/`aaaa` but no MX is a mail domain by
     implicit MX (RFC 5321 §5.1). `spf` is served as a TXT record of the name, `dmarc` as a TXT
-    record of `_dmarc.<name>` (RFC 7489 §6.1). `cname` makes the name an alias (chased inside
-    the world, so two names pointing at each other form a loop). `fault` overrides everything.
+    record of `_dmarc.<name>` (RFC 7489 §6.1). `ptr` holds the host names of a reverse name
+    (`reverse_name(address)`, RFC 1035 §3.5), so a world can give the prober's own address its
+    reverse DNS. `cname` makes the name an alias (chased inside the world, so two names
+    pointing at each other form a loop). `fault` overrides everything.
     """
 
     name: str
@@ -85,6 +94,7 @@ class Domain:
     spf: str | None = None
     dmarc: str | None = None
     txt: Sequence[str] = ()
+    ptr: Sequence[str] = ()
     cname: str | None = None
     fault: DnsFault | None = None
 
@@ -97,11 +107,12 @@ class Domain:
         )
         _set(self, name=_dns_name(self.name), mx=records, a=tuple(self.a), aaaa=tuple(self.aaaa))
         _set(self, txt=tuple(self.txt), cname=_dns_name(self.cname) if self.cname else None)
+        _set(self, ptr=tuple(_dns_name(host) for host in self.ptr))
         for address in self.a:
             ipaddress.IPv4Address(address)
         for address in self.aaaa:
             ipaddress.IPv6Address(address)
-        if self.cname and (self.mx or self.a or self.aaaa or self.spf or self.txt):
+        if self.cname and (self.mx or self.a or self.aaaa or self.spf or self.txt or self.ptr):
             # RFC 1034 §3.6.2: a CNAME owner has no other data.
             raise ValueError(f"{self.name}: a CNAME cannot sit beside other records")
 
@@ -188,6 +199,11 @@ class MailServer:
     @property
     def listens(self) -> bool:
         return self.behaviour is not Behaviour.REFUSED
+
+
+def reverse_name(address: str) -> str:
+    """The name under in-addr.arpa / ip6.arpa whose PTR records name `address`'s host."""
+    return ipaddress.ip_address(address).reverse_pointer
 
 
 def holds(entries: frozenset[str], address: str) -> bool:

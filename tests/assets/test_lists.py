@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -54,3 +55,35 @@ def test_rows_and_prepared_materialise_with_counts_and_conserve_rows(tmp_path):
     assert materialization.metadata["syntax_invalid"].value == 1
     checks = result.get_asset_check_evaluations()
     assert [c.passed for c in checks] == [True]
+
+
+def test_prepared_list_equals_prepare_over_the_rows_for_awkward_files(tmp_path):
+    from engine.prepare import prepare, read_prepared
+
+    home = tmp_path / "home"
+    files = {
+        "plain.txt": "b@example.com\n Bob <B@Example.com>\nbroken\n",
+        "semi.csv": 'id;E-Mail\n1;mailto:c@example.org\n2;"d"@example.org\n3;c@EXAMPLE.org\n',
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    for name, text in files.items():
+        key = _land(home, name, text)
+        instance.add_dynamic_partitions(lists_partitions.name, [key])
+        assert dg.materialize(
+            [list_rows, prepared_list],
+            partition_key=key,
+            instance=instance,
+            resources={"mailsift": MailsiftSettings(data_dir=str(home))},
+        ).success
+        layout = DataDirLayout(home)
+        manifest = json.loads((layout.list_dir(key) / "manifest.json").read_text())
+        originals = pl.read_parquet(layout.rows_file(key))
+        cells = pl.DataFrame(
+            {
+                "row_id": pl.int_range(originals.height, dtype=pl.UInt64, eager=True),
+                "email_raw": originals.get_column(manifest["email_column"]).cast(pl.String),
+            }
+        )
+        expected = prepare(cells).drop("email_raw")
+        read = read_prepared(layout.prepared_file(key))
+        assert read.select(expected.columns).equals(expected), name

@@ -22,11 +22,11 @@ from email_validator import EmailNotValidError, validate_email
 
 from engine.ingest import email_cells, read_list
 from engine.prepare import prepare
-from tests.bench import bench_dns, bench_smtp
+from tests.bench import bench_dns, bench_history, bench_smtp
 from tests.bench.generate import generate_list
 from tests.bench.prepare_stage import run_prepare_stage
 
-SECTIONS = ("prepare", "dns", "smtp")
+SECTIONS = ("prepare", "dns", "smtp", "history")
 TARGET_ROWS_PER_S = 1_500_000
 TARGET_SPEEDUP = 40
 TARGET_AGREEMENT = 0.9999
@@ -114,6 +114,7 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("build/bench-data"))
     parser.add_argument("--dns-domains", type=int, default=2000)
     parser.add_argument("--smtp-addresses", type=int, default=50_000)
+    parser.add_argument("--history-rows", type=int, default=10_000_000)
     parser.add_argument(
         "--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)"
     )
@@ -136,6 +137,8 @@ def main() -> int:
         report["dns"] = bench_dns.run(args.dns_domains)
     if "smtp" in sections:
         report["smtp"] = bench_smtp.run(args.smtp_addresses)
+    if "history" in sections:
+        report["history"] = bench_history.run(args.rows, args.history_rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     shown = {

@@ -70,6 +70,7 @@ def test_the_demo_world_has_hundreds_of_domains_and_every_behaviour():
     assert {server.behaviour for server in calm.servers} == set(Behaviour) - {
         Behaviour.ENDLESS_MULTILINE,
         Behaviour.HUGE_LINE,
+        Behaviour.TRICKLE,
     }
 
 

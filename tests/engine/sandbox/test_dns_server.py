@@ -52,6 +52,9 @@ WORLD = World(
         Domain("truncated.test", mx=["mx1.normal.test"], fault=DnsFault.TRUNCATED),
         Domain("truncated-no-tcp.test", mx=["mx1.normal.test"], fault=DnsFault.TRUNCATED_NO_TCP),
         Domain("wrong-id.test", mx=["mx1.normal.test"], fault=DnsFault.WRONG_ID),
+        Domain("spoofed.test", mx=["mx1.normal.test"], fault=DnsFault.SPOOFED_NXDOMAIN),
+        Domain("wrong-source.test", mx=["mx1.normal.test"], fault=DnsFault.WRONG_SOURCE),
+        Domain("beyond-tcp.test", txt=["a" * 40_000, "b" * 40_000]),
         Domain("huge-txt.test", txt=[HUGE_TXT]),
         Domain("deep.sub.parent.test", a=["192.0.2.7"]),
     ],
@@ -196,6 +199,37 @@ def test_wrong_id_domain_answers_with_another_message_id(running):
 def test_huge_txt_is_truncated_over_udp_and_whole_over_tcp(running, resolver):
     assert query(running, "huge-txt.test", "TXT").flags & dns.flags.TC
     assert texts(resolver.resolve("huge-txt.test", "TXT")) == [HUGE_TXT]
+
+
+def test_txt_records_beyond_64_kib_are_truncated_over_tcp_too(running):
+    reply = query(running, "beyond-tcp.test", "TXT", tcp=True)  # RFC 1035 §4.2.2: 65,535 octets
+    assert reply.flags & dns.flags.TC
+    assert reply.answer == []
+
+
+def test_spoofed_domain_races_a_forged_nxdomain_ahead_of_the_real_answer(running):
+    request = dns.message.make_query("spoofed.test", "MX")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(request.to_wire(), (running.dns_host, running.dns_port))
+        forged, real = (dns.message.from_wire(sock.recv(65535)) for _ in range(2))
+
+    assert forged.id != request.id
+    assert forged.rcode() == dns.rcode.NXDOMAIN
+    assert real.id == request.id
+    assert len(real.answer) == 1
+
+
+def test_wrong_source_domain_answers_from_another_port(running):
+    request = dns.message.make_query("wrong-source.test", "MX")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(request.to_wire(), (running.dns_host, running.dns_port))
+        wire, (host, port) = sock.recvfrom(65535)
+
+    assert (host, dns.message.from_wire(wire).id) == (running.dns_host, request.id)
+    assert port != running.dns_port  # a connected socket never sees it (RFC 5452 §9.1)
+    assert len(query(running, "wrong-source.test", "MX", tcp=True).answer) == 1
 
 
 def test_edns_lets_a_udp_answer_grow_past_512_octets():

@@ -318,6 +318,19 @@ def test_huge_line_banner_is_ten_megabytes_long(start_world, smtp_to):
     assert len(line) == 4 + HUGE_LINE_OCTETS
 
 
+def test_trickle_drips_a_greeting_that_never_ends_one_octet_at_a_time(start_world, smtp_to):
+    dialogue = smtp_to(start_world(one_server(behaviour=Behaviour.TRICKLE)), MX)
+    dialogue.sock.settimeout(1.0)
+
+    started = time.monotonic()
+    octets = [dialogue.sock.recv(1024) for _ in range(8)]
+    elapsed = time.monotonic() - started
+
+    assert b"".join(octets) == b"220-mx.s"  # a continuation line: the reply goes on
+    assert all(len(octet) == 1 for octet in octets)
+    assert elapsed >= 0.2  # one octet every 50 ms
+
+
 def test_accept_then_close_closes_before_the_banner(start_world, smtp_to):
     dialogue = smtp_to(start_world(one_server(behaviour=Behaviour.ACCEPT_THEN_CLOSE)), MX)
 
