@@ -26,7 +26,8 @@ from engine.prepare import read_prepared
 from engine.progress import SilentProgress
 from engine.remember import remember_run
 from engine.report import status_markdown, write_report
-from engine.stages import check_dns, check_smtp, conclude, screen
+from engine.sharding import merge_shards, merge_stats, shard_config, split_into_shards
+from engine.stages import check_dns, conclude, probe_budget, probe_smtp, screen, within_budget
 from engine.taxonomy import Status
 from pipelines.partitions import lists_partitions
 from pipelines.resources import MailsiftSettings
@@ -42,6 +43,7 @@ _DOMAINS, _CACHED, _PROBES, _REPLIES, _VERDICTS = (
     "replies",
     "verdicts",
 )
+_SHARD, _PROBED = "shard", "probed"  # per-shard input and output: shard-<i>, probed-<i>
 
 
 def _write(frame: pl.DataFrame, path: Path) -> Path:
@@ -105,39 +107,94 @@ def list_domains(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(
-    partitions_def=lists_partitions,
-    deps=[list_domains],
-    group_name="lists",
-    kinds={"smtp", "parquet"},
-    pool=SMTP_POOL,
-    automation_condition=FOLLOW_UPSTREAM,
-    description="SMTP evidence per address (RCPT only, never DATA), within the probe budget; "
-    "finished MX batches are checkpointed, so a retry resumes.",
+@dg.op(
+    ins={"domains_ready": dg.In(dg.Nothing)},
+    out=dg.DynamicOut(int),
+    description="Apply the run's probe budget, then split the plan by MX host into shards.",
 )
-def list_probes(
-    context: dg.AssetExecutionContext, mailsift: MailsiftSettings
-) -> dg.MaterializeResult:
+def plan_probe_shards(context: dg.OpExecutionContext, mailsift: MailsiftSettings):  # noqa: ANN201
     config, layout, key = mailsift.config(), mailsift.layout(), context.partition_key
     state = _run_state(mailsift, key)
     fresh = pl.read_parquet(layout.stage_file(key, _DOMAINS))
-    now = datetime.fromisoformat(state["started_at"])
-    probed, replies, smtp_stats = check_smtp(
-        fresh, config, SilentProgress(), layout.checkpoint_dir(key), now
-    )
-    _write(probed, layout.stage_file(key, _PROBES))
-    _write(replies if replies is not None else pl.DataFrame(), layout.stage_file(key, _REPLIES))
-    state["stats"]["smtp"] = smtp_stats
+    budget_stats: dict[str, Any] = {}
+    if config.depth == "smtp":
+        now = datetime.fromisoformat(state["started_at"])
+        fresh, budget_stats = within_budget(fresh, probe_budget(config, now))
+    state["stats"]["smtp_budget"] = budget_stats
     _save_run_state(mailsift, key, state)
+    for index, shard in enumerate(split_into_shards(fresh, config.probe_shards)):
+        _write(shard, layout.stage_file(key, f"{_SHARD}-{index}"))
+        yield dg.DynamicOutput(index, mapping_key=f"shard_{index}")
+
+
+@dg.op(pool=SMTP_POOL, description="Probe one shard (RCPT only, never DATA); checkpointed.")
+def probe_shard(context: dg.OpExecutionContext, mailsift: MailsiftSettings, shard: int) -> int:
+    config, layout, key = mailsift.config(), mailsift.layout(), context.partition_key
+    frame = pl.read_parquet(layout.stage_file(key, f"{_SHARD}-{shard}"))
+    probed, replies, stats = frame, pl.DataFrame(), {}
+    if config.depth == "smtp":
+        probed, found, stats = probe_smtp(
+            frame,
+            shard_config(config, config.probe_shards),
+            SilentProgress(),
+            layout.checkpoint_dir(key) / f"{_SHARD}-{shard}",
+        )
+        replies = found if found is not None else replies
+    _write(probed, layout.stage_file(key, f"{_PROBED}-{shard}"))
+    _write(replies, layout.stage_file(key, f"{_REPLIES}-{shard}"))
+    with atomic_output(layout.list_dir(key) / f"{_PROBED}-{shard}.json") as temporary:
+        temporary.write_text(json.dumps(stats, default=str))
+    context.log.info(f"shard {shard}: {frame.height} addresses, {stats.get('rcpts_sent', 0)} RCPTs")
+    return shard
+
+
+@dg.op(out=dg.Out(dg.Nothing), description="Merge the shards back into list order.")
+def merge_probe_shards(
+    context: dg.OpExecutionContext, mailsift: MailsiftSettings, shards: list[int]
+) -> None:
+    layout, key = mailsift.layout(), context.partition_key
+    state = _run_state(mailsift, key)
+    order = sorted(shards)
+    probed = merge_shards(
+        [pl.read_parquet(layout.stage_file(key, f"{_PROBED}-{i}")) for i in order]
+    )
+    replies = pl.concat(
+        [pl.read_parquet(layout.stage_file(key, f"{_REPLIES}-{i}")) for i in order],
+        how="diagonal_relaxed",
+    )
+    stats = merge_stats(
+        [json.loads((layout.list_dir(key) / f"{_PROBED}-{i}.json").read_text()) for i in order]
+    )
+    smtp_stats = {**stats, **state["stats"].pop("smtp_budget", {}), "shards": len(order)}
     if smtp_stats.get("data_commands", 0):
         raise RuntimeError("the prober sent DATA: this must never happen")
-    keys = ("addresses", "sessions", "rcpts_sent", "reserved", "not_probed_over_budget")
+    _write(probed, layout.stage_file(key, _PROBES))
+    _write(replies, layout.stage_file(key, _REPLIES))
+    if stats:
+        state["stats"]["smtp"] = smtp_stats
+    _save_run_state(mailsift, key, state)
+    keys = ("addresses", "sessions", "rcpts_sent", "reserved", "not_probed_over_budget", "shards")
     metadata: dict[str, Any] = {name: int(smtp_stats.get(name) or 0) for name in keys}
     metadata["budget_exhausted"] = bool(smtp_stats.get("budget_exhausted", False))
     metadata["makespan_s"] = float(smtp_stats.get("makespan_s") or 0.0)
     if "rcpt_class" in probed.columns:
         metadata["rcpt_classes"] = _counts_markdown(probed.drop_nulls("rcpt_class"), "rcpt_class")
-    return dg.MaterializeResult(metadata=metadata)
+    context.add_output_metadata(metadata)
+
+
+@dg.graph_asset(
+    partitions_def=lists_partitions,
+    ins={"list_domains": dg.AssetIn(dagster_type=dg.Nothing)},
+    group_name="lists",
+    kinds={"smtp", "parquet"},
+    automation_condition=FOLLOW_UPSTREAM,
+    description="SMTP evidence per address (RCPT only, never DATA), within the probe budget, "
+    "probed in `probe_shards` shards split by MX host; each shard checkpoints, so a retry "
+    "resumes.",
+)
+def list_probes(list_domains: None) -> None:
+    shards = plan_probe_shards(list_domains)
+    return merge_probe_shards(shards.map(probe_shard).collect())
 
 
 @dg.asset(

@@ -72,6 +72,9 @@ class Config(BaseModel):
     # unknown/not_probed and the summary says so. None = unlimited.
     probe_budget: int | None = Field(None, ge=0)
     probe_budget_per_day: int | None = Field(None, ge=0)
+    # Scale-out: the probe stage split by MX host into this many shards (Dagster runs them as
+    # parallel steps; each MX host stays in one shard, so per-MX caps still hold).
+    probe_shards: int = Field(1, ge=1, le=64)
     # Outputs and notifications.
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None

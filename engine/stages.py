@@ -144,25 +144,45 @@ def probe_budget(config: Config, now: datetime) -> int | None:
     return min(limits) if limits else None
 
 
+def within_budget(unique: pl.DataFrame, budget: int | None) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Mark the probe-worthy addresses beyond `budget` (in list order) PROBE_SKIPPED="budget".
+
+    Probe-worthy: syntax-valid, on a domain with a mail server, not already decided by the user's
+    own knowledge (those are never probed). Applied before any sharding, so the budget is the
+    run's, whatever the number of shards.
+    """
+    reachable = pl.col(schema.SYNTAX_VALID) & pl.col("dns_outcome").is_in(_MAIL_SERVER)
+    worthy = (reachable & ~_KNOWLEDGE_DECIDES.fill_null(False)).fill_null(False)
+    rank = worthy.cast(pl.UInt32).cum_sum()
+    over = worthy & (rank > budget) if budget is not None else pl.lit(False)
+    marked = unique.with_columns(
+        pl.when(over).then(pl.lit("budget")).otherwise(pl.lit(None, pl.String)).alias(PROBE_SKIPPED)
+    )
+    planned = int(unique.select(worthy.sum()).item())
+    skipped = int(marked.get_column(PROBE_SKIPPED).is_not_null().sum())
+    return marked, {
+        "planned": planned,
+        "reserved": planned - skipped,
+        "budget": budget,
+        "not_probed_over_budget": skipped,
+        "budget_exhausted": skipped > 0,
+    }
+
+
 def probe_smtp(
     unique: pl.DataFrame,
     config: Config,
     progress: ProgressListener,
     checkpoint_dir: Path | None,
-    budget: int | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
-    """Probe every unique address whose domain has a mail server; join the evidence back.
-
-    Addresses the user's own knowledge already decides are not probed. With a `budget`, the
-    first `budget` addresses of the plan (in list order) are probed and the rest are marked
-    PROBE_SKIPPED = "budget", so the verdict says why they were not checked.
-    """
+    """Probe every probe-worthy address not over the budget; join the evidence back."""
     from engine.smtp import probe_addresses
 
     reachable = pl.col(schema.SYNTAX_VALID) & pl.col("dns_outcome").is_in(_MAIL_SERVER)
-    wanted = unique.filter(reachable & ~_KNOWLEDGE_DECIDES.fill_null(False))
-    plan = wanted.head(budget) if budget is not None else wanted
-    over_budget = wanted.get_column(schema.EMAIL_NORMALIZED).slice(plan.height)
+    skipped = (
+        pl.col(PROBE_SKIPPED).is_not_null() if PROBE_SKIPPED in unique.columns else pl.lit(False)
+    )
+    plan = unique.filter(reachable & ~_KNOWLEDGE_DECIDES.fill_null(False) & ~skipped)
     outcome = probe_addresses(
         plan.select(
             schema.EMAIL_NORMALIZED, schema.DOMAIN, "mx_hosts", "smtp_provider", *_PROVIDER_POLICY
@@ -172,22 +192,8 @@ def probe_smtp(
         progress=progress,
     )
     probes = outcome.probes.select(schema.EMAIL_NORMALIZED, *_PROBE_EVIDENCE)
-    joined = unique.join(
-        probes, on=schema.EMAIL_NORMALIZED, how="left", maintain_order="left"
-    ).with_columns(
-        pl.when(pl.col(schema.EMAIL_NORMALIZED).is_in(over_budget.implode()))
-        .then(pl.lit("budget"))
-        .alias(PROBE_SKIPPED)
-    )
-    stats = {
-        **outcome.stats,
-        "planned": wanted.height,
-        "reserved": plan.height,
-        "budget": budget,
-        "not_probed_over_budget": over_budget.len(),
-        "budget_exhausted": over_budget.len() > 0,
-    }
-    return joined, outcome.replies, stats
+    joined = unique.join(probes, on=schema.EMAIL_NORMALIZED, how="left", maintain_order="left")
+    return joined, outcome.replies, outcome.stats
 
 
 def reuse_cached(
@@ -287,7 +293,9 @@ def check_smtp(
     """probe_smtp() within today's budget when the depth asks for SMTP."""
     if config.depth != "smtp":
         return fresh, None, {}
-    return probe_smtp(fresh, config, progress, checkpoint_dir, probe_budget(config, now))
+    budgeted, budget_stats = within_budget(fresh, probe_budget(config, now))
+    probed, replies, stats = probe_smtp(budgeted, config, progress, checkpoint_dir)
+    return probed, replies, {**stats, **budget_stats}
 
 
 def conclude(
