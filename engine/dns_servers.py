@@ -27,6 +27,8 @@ def configured_resolver(config: Config) -> dns.asyncresolver.Resolver:
     is where they, the timeout and the lifetime (all tries of one question) are set, and any
     stage that needs a plain dnspython resolver gets the same servers from here.
     """
+    if config.sandbox:
+        require_loopback_servers(config)
     if config.dns:
         resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.nameservers = [
@@ -80,6 +82,25 @@ def parse_nameserver(entry: str) -> Nameserver:
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise InputError(f"--dns {entry!r}: the port must be a number from 1 to 65535")
     return Nameserver(host, int(port_text))
+
+
+def require_loopback_servers(config: Config) -> None:
+    """A sandbox run asks only DNS servers on loopback, so it can never learn (and then probe) the
+    real address of a name its world borrows from the internet (gmail.com's MX, say)."""
+    servers = [parse_nameserver(entry) for entry in config.dns]
+    outside = [server.host for server in servers if not _is_loopback(server.host)]
+    if not servers or outside:
+        raise InputError(
+            "a sandbox run must use the sandbox's DNS server on loopback (--dns 127.x.x.x:PORT)"
+            + (f", not {', '.join(outside)}" if outside else "")
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def loopback_mx_allowed(config: Config) -> bool:

@@ -289,7 +289,7 @@ def test_loopback_is_routable_only_when_allowed(address):
     assert not is_routable(address, allow_loopback=False)
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "142.250.1.26", "2a00:1450:4001::1b", "64:ff9b::1"])
+@pytest.mark.parametrize("address", ["203.0.114.1", "142.250.1.26", "2a00:1450:4001::1b", "64:ff9b::1"])
 def test_public_addresses_are_routable(address):
     assert is_routable(address, allow_loopback=False)
 
@@ -781,3 +781,14 @@ def test_compression_pointers_that_could_loop_are_refused(owner):
     at = len(header) + len(question)
     with pytest.raises(MalformedReply, match="backwards"):
         parse_reply(header + question + owner(at) + b"\x00" * 10, question, TYPE_MX)
+
+
+@pytest.mark.parametrize("servers", [[], ["198.51.100.53"], ["127.0.0.1:5353", "192.0.2.53"]])
+def test_a_sandbox_run_refuses_any_dns_server_off_loopback(servers):
+    from engine.config import Config
+    from engine.dns_servers import configured_resolver
+    from engine.errors import InputError
+
+    with pytest.raises(InputError, match="sandbox"):
+        configured_resolver(Config(sandbox=True, dns=servers))
+    configured_resolver(Config(sandbox=True, dns=["127.0.0.9:5353"]))
