@@ -45,9 +45,7 @@ def split_into_shards(fresh: pl.DataFrame, shards: int) -> list[pl.DataFrame]:
         pl.int_range(pl.len(), dtype=pl.UInt32).alias(POSITION),
         hosts.replace_strict(mapping, return_dtype=pl.UInt16, default=0).alias(SHARD),
     )
-    return [
-        numbered.filter(pl.col(SHARD) == index).drop(SHARD) for index in range(max(shards, 1))
-    ]
+    return [numbered.filter(pl.col(SHARD) == index).drop(SHARD) for index in range(max(shards, 1))]
 
 
 def shard_config(config: Config, shards: int) -> Config:

@@ -289,7 +289,9 @@ def test_loopback_is_routable_only_when_allowed(address):
     assert not is_routable(address, allow_loopback=False)
 
 
-@pytest.mark.parametrize("address", ["203.0.114.1", "142.250.1.26", "2a00:1450:4001::1b", "64:ff9b::1"])
+@pytest.mark.parametrize(
+    "address", ["203.0.114.1", "142.250.1.26", "2a00:1450:4001::1b", "64:ff9b::1"]
+)
 def test_public_addresses_are_routable(address):
     assert is_routable(address, allow_loopback=False)
 
