@@ -287,12 +287,12 @@ def _run_feedback(args: argparse.Namespace) -> int:
 
 def _run_sql(args: argparse.Namespace) -> int:
     from engine.catalog import run_sql
-    from engine.export import csv_safe_cells
+    from engine.export import csv_text
 
     config = config_from_args(args)
     result = run_sql(config.data_dir, args.query, args.params or None)
     if args.csv:  # history holds list cells: neutralise formulas as every CSV we write does
-        sys.stdout.write(csv_safe_cells(result).write_csv())
+        sys.stdout.write(csv_text(result))
     elif args.json:
         print(json.dumps(result.to_dicts(), indent=2, default=str))
     else:
