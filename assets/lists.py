@@ -16,6 +16,7 @@ import polars as pl
 from engine import schema
 from engine.ingest import read_list
 from engine.prepare import prepare_file, read_prepared
+from engine.privacy import AddressDisplay, addresses_shown
 from engine.quote import quote_prepared
 from pipelines.partitions import lists_partitions
 from pipelines.resources import MailsiftSettings
@@ -32,9 +33,25 @@ def _write_parquet_atomically(frame: pl.DataFrame, path: Path) -> Path:
     return path
 
 
-def _preview(frame: pl.DataFrame) -> dg.MetadataValue:
-    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, fmt_str_lengths=60):
-        return dg.MetadataValue.md(str(frame.head(PREVIEW_ROWS)))
+def _preview(
+    frame: pl.DataFrame, display: AddressDisplay, email_column: str | None = None
+) -> dg.MetadataValue:
+    """The first rows as markdown, addresses hashed if `log_addresses` says so.
+
+    Metadata is a log: kept in the instance and shown to everyone with access to the UI.
+    """
+    email_columns = [email_column] if email_column else []
+    shown = addresses_shown(frame.head(PREVIEW_ROWS), display, email_columns)
+    # No width limit: Polars wraps long cells onto extra lines, which a markdown table shows as
+    # broken rows (and which split a hashed address in two, so nobody could search for it).
+    with pl.Config(
+        tbl_formatting="MARKDOWN",
+        tbl_hide_dataframe_shape=True,
+        fmt_str_lengths=60,
+        tbl_width_chars=-1,
+        tbl_cols=-1,
+    ):
+        return dg.MetadataValue.md(str(shown))
 
 
 @dg.asset(
@@ -49,7 +66,8 @@ def list_rows(
     layout = mailsift.layout()
     key = context.partition_key
     source = layout.landed_file(key)
-    ingested = read_list(source, column=mailsift.config().column)
+    config = mailsift.config()
+    ingested = read_list(source, column=config.column)
     for warning in ingested.warnings:
         context.log.warning(warning)
     rows_path = _write_parquet_atomically(ingested.originals, layout.rows_file(key))
@@ -70,7 +88,7 @@ def list_rows(
             "email_column": ingested.email_column,
             "encoding": ingested.encoding,
             "warnings": len(ingested.warnings),
-            "preview": _preview(ingested.originals),
+            "preview": _preview(ingested.originals, config.log_addresses, ingested.email_column),
         }
     )
 
@@ -89,13 +107,11 @@ def _manifest(mailsift: MailsiftSettings, key: str) -> dict[str, Any]:
 def prepared_list(
     context: dg.AssetExecutionContext, mailsift: MailsiftSettings
 ) -> dg.MaterializeResult:
-    layout = mailsift.layout()
+    config, layout = mailsift.config(), mailsift.layout()
     key = context.partition_key
     # The streamed path from the landed file, read as list_rows read it (tests hold it equal to
     # prepare() over list_rows' cells).
-    written = prepare_file(
-        layout.landed_file(key), layout.prepared_file(key), column=mailsift.config().column
-    )
+    written = prepare_file(layout.landed_file(key), layout.prepared_file(key), column=config.column)
     path = written.path
     prepared = read_prepared(path)
     quote = quote_prepared(prepared)
@@ -104,7 +120,7 @@ def prepared_list(
             "dagster/row_count": prepared.height,
             "path": dg.MetadataValue.path(str(path)),
             **{name: dg.MetadataValue.int(value) for name, value in quote.items()},
-            "preview": _preview(prepared),
+            "preview": _preview(prepared, config.log_addresses),
         }
     )
 

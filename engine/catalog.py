@@ -176,7 +176,24 @@ def parts_relation(connection: duckdb.DuckDBPyConnection, history_dir: Path, kin
 
 
 def _parts_glob(history_dir: Path, kind: str) -> str:
+    require_globbable(history_dir)
     return f"{_glob_escaped(str((Path(history_dir) / kind).resolve()))}/*{PART_SUFFIX}"
+
+
+def require_globbable(directory: Path) -> None:
+    """Refuse a directory whose path holds `\\`: DuckDB's glob cannot read it safely.
+
+    DuckDB reads `\\` in a glob as a path separator, even on POSIX, and has no escape for it:
+    under a data dir `a\\b` the history glob listed `a/b/`, another directory, and
+    `allowed_directories` did not stop it (measured, DuckDB 2.0). Naming parts one by one fails
+    too once the path also holds `[`, `*` or `?`, so such a path is refused with the fix.
+    """
+    if "\\" in str(Path(directory).resolve()):
+        raise InputError(
+            "the data dir path holds a backslash, which DuckDB reads as a path separator; "
+            "choose a data dir without one",
+            path=directory,
+        )
 
 
 def _glob_escaped(path: str) -> str:

@@ -80,6 +80,8 @@ class Config(BaseModel):
     webhook_secret: SecretStr | None = None
     # SSRF guard off: only for receivers on loopback / a private network (tests, in-house hooks).
     webhook_allow_private: bool = False
+    # Addresses in logs and Dagster metadata: "hashed" shows h:<sha256 prefix> (engine.privacy).
+    log_addresses: Literal["plain", "hashed"] = "plain"
     progress: bool = True
     sandbox: bool = False
 
@@ -88,6 +90,15 @@ class Config(BaseModel):
     def _split_comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _globbable_data_dir(cls, value: Path) -> Path:
+        # DuckDB's glob reads `\\` as a path separator and would read another directory's history
+        # (engine.catalog.require_globbable): refused here, before a run writes anything.
+        if "\\" in str(value.absolute()):
+            raise ValueError("the path holds a backslash, which DuckDB reads as a path separator")
         return value
 
     @property
@@ -110,11 +121,13 @@ def _file_values(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"not a valid TOML file ({error})", path=path) from error
-    values = values.get("mailsift", values)
-    secrets = SECRET_FIELDS & values.keys()
+    values = document.get("mailsift", document)
+    # The top level counts too: beside a [mailsift] table a secret there was silently ignored,
+    # yet it still sat in a file, which is what the rule forbids.
+    secrets = SECRET_FIELDS & (values.keys() | document.keys())
     if secrets:
         raise InputError(
             f"{', '.join(sorted(secrets))} may only come from the environment "

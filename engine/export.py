@@ -241,6 +241,16 @@ def csv_header_line(columns: list[str]) -> bytes:
     return line.encode("utf-8")
 
 
+def csv_text(frame: pl.DataFrame) -> str:
+    """`frame` as CSV text for stdout, header and cells neutralised like the results file.
+
+    `mailsift sql --csv` output is opened in spreadsheets as often as results are, and both its
+    cells (list values from the history) and its header (a query's aliases) can start a formula.
+    """
+    body = csv_safe_cells(frame).write_csv(include_header=False, null_value="")
+    return csv_header_line(frame.columns).decode("utf-8") + body
+
+
 def _write_csv(results: pl.DataFrame, path: Path, *, include_bom: bool) -> None:
     # The header is written apart so neutralised names can never collide with other columns.
     with path.open("wb") as out:
@@ -315,6 +325,7 @@ __all__ = [
     "build_summary",
     "csv_header_line",
     "csv_safe_cells",
+    "csv_text",
     "formula_neutralised",
     "results_format",
     "write_results",

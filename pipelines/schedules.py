@@ -80,6 +80,9 @@ def reverify_stale_verdicts(
     stale = stale_addresses(config.data_dir, config.max_age_days, now)
     if stale.is_empty():
         return dg.SkipReason(f"no verdict older than {config.max_age_days:g} days")
+    # Not formula-neutralised, unlike the CSV written for people: mailsift reads this file back as
+    # the list, and a `'` before `=a@x.example` (a valid address) would make it another address.
+    # The re-verify run's results.csv, which people open, is neutralised like every result.
     csv_bytes = stale.select(EMAIL_COLUMN).write_csv().encode("utf-8")
     key = reverify_key(csv_bytes, now)
     # Schedules cannot return partition requests, so the partition is added here, and before

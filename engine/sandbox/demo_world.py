@@ -542,7 +542,11 @@ def write_demo_list(
     hostile: bool = False,
     with_truth: bool = False,
 ) -> Path:
-    """Writes `demo_list` as CSV; the `sandbox_truth` column only when `with_truth`."""
+    """Writes `demo_list` as CSV; the `sandbox_truth` column only when `with_truth`.
+
+    An input, not a report: cells are written as they are (the formula among BROKEN_CELLS too),
+    since the demo shows that mailsift's results CSV neutralises what a list brings in.
+    """
     frame = demo_list(rows, seed, hostile=hostile)
     if not with_truth:
         frame = frame.drop("sandbox_truth")
