@@ -36,7 +36,14 @@ from polars.exceptions import PanicException, PolarsError
 
 from engine.encoding import HEAD_BYTES, UTF8_BOM, NotUtf8Error, read_as_utf8
 from engine.errors import InputError
-from engine.ingest import _choose_format, _read_csv, _read_parquet  # see _read_records
+from engine.ingest import (  # private helpers: see _read_records
+    JSON_MAX_DEPTH,
+    _choose_format,
+    _json_deeper_than,
+    _listing,
+    _read_csv,
+    _read_parquet,
+)
 from engine.prepare import normalise
 from engine.schema import DEDUP_KEY, DOMAIN, EMAIL_RAW, LOCAL_PART
 
@@ -163,7 +170,7 @@ def _detect(keys: Sequence[str], path: Path) -> FeedbackFormat:
         f"{f.name}: {' or '.join(' + '.join(required) for required in f.detect)}"
         for f in feedback_formats()
     )
-    shown = ", ".join(list(keys)[:20]) or "none"
+    shown = _listing(list(keys))  # a name may hold a line break: the error stays one line
     raise InputError(
         f"no address column with an event column of a known feedback export (columns: {shown};"
         f" expected {expected})",
@@ -270,6 +277,11 @@ def _read_json(
         document = data.decode()
     except UnicodeDecodeError as error:
         raise NotUtf8Error from error
+    # Python's decoder below raised RecursionError on deep nesting, and Polars has crashed on it
+    # (see ingest.JSON_MAX_DEPTH; found by tests/engine/test_fuzz_inputs.py).
+    if _json_deeper_than(data, JSON_MAX_DEPTH):
+        problem = f"JSON nested more than {JSON_MAX_DEPTH} levels deep; no provider's events are"
+        raise InputError(problem, path=source)
     body = document.strip()
     decoder = json.JSONDecoder()
     lines = False  # JSON Lines, else an array (a single object is made one)
@@ -292,7 +304,7 @@ def _read_json(
                 data = b"[" + data + b"]"
         else:
             raise InputError("expected a JSON array, object or JSON Lines", path=source)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: deep, cut short, so past it
         raise InputError(f"not valid JSON ({error})", path=source) from error
     if not isinstance(first, dict):
         raise InputError("the JSON records are not objects", path=source)
@@ -695,7 +707,11 @@ def _from_epoch(number: pl.Expr) -> pl.Expr:
         .then(number * 1_000)
         .otherwise(number)
     )
-    return pl.from_epoch(micros.round().cast(pl.Int64), time_unit="us").dt.replace_time_zone("UTC")
+    # Past Int64 microseconds (|t| > ~292,000 years, inf, NaN) a number is no point in time: null,
+    # counted as unparsable, where a strict cast raised out of read_feedback (found by
+    # tests/engine/test_fuzz_inputs.py).
+    micros = micros.round().cast(pl.Int64, strict=False)
+    return pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC")
 
 
 def _iso_text(text: pl.Expr) -> pl.Expr:

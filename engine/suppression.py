@@ -22,6 +22,7 @@ from typing import Final
 
 import polars as pl
 
+from engine.encoding import holds_no_text, read_head
 from engine.ingest import email_cells, read_list
 from engine.prepare import normalise
 from engine.schema import DEDUP_KEY, DOMAIN, EMAIL_RAW, LOCAL_PART
@@ -71,8 +72,8 @@ def read_suppression_lists(folder: Path | str) -> SuppressionLists:
             if not path.is_file():
                 continue
             files.append(path)
-            if path.stat().st_size == 0:
-                continue  # an empty placeholder list suppresses nothing
+            if holds_no_text(read_head(path)):
+                continue  # an empty placeholder list (a BOM alone included) suppresses nothing
             entries, unusable = _entries(path, kind)
             parts.append(entries)
             skipped += unusable

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from engine.history import (
     cached_verdicts,
     drift,
 )
+from tests.bench.memory import peak_rss_mib
 
 BUILD_DIR: Final = Path("build/bench-history")
 PARTS: Final = 10
@@ -173,8 +173,7 @@ def measure(data_dir: Path, rows: int, universe: int, now: datetime) -> dict[str
         "latest_verdicts_addresses": int(latest.get_column("addresses").sum()),
         "target_latest_s": TARGET_LATEST_S,
         "one_address_in_verdicts_s": round(one_s, 3),
-        # ru_maxrss is in KiB on Linux.
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
     }
 
 

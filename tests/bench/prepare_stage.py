@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 
 from engine.prepare import prepare_file
+from tests.bench.memory import peak_rss_mib
 
 
 def run_prepare_stage(source: Path, target: Path) -> dict[str, float]:
@@ -30,8 +30,7 @@ def main() -> int:
     parser.add_argument("target", type=Path)
     args = parser.parse_args()
     figures = run_prepare_stage(args.source, args.target)
-    # ru_maxrss is in KiB on Linux.
-    figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["peak_rss_mib"] = peak_rss_mib()
     json.dump(figures, sys.stdout)
     return 0
 
