@@ -26,7 +26,16 @@ FLOW_SECONDS = 300  # two sensor ticks, then five steps each started by the auto
 ROWS = 200
 
 
-def _mailsift_ui(data_dir: Path, port: int, log: Path, hook: str) -> subprocess.Popen[bytes]:
+def _mailsift_ui(data_dir: Path, port: int, log: Path, hook: str | None) -> subprocess.Popen[bytes]:
+    webhook = (
+        {}
+        if hook is None
+        else {
+            "MAILSIFT_WEBHOOK_URL": hook,
+            "MAILSIFT_WEBHOOK_SECRET": SECRET,
+            "MAILSIFT_WEBHOOK_ALLOW_PRIVATE": "true",
+        }
+    )
     mailsift = Path(sys.executable).with_name("mailsift")
     with log.open("wb") as sink:
         return subprocess.Popen(
@@ -34,13 +43,7 @@ def _mailsift_ui(data_dir: Path, port: int, log: Path, hook: str) -> subprocess.
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={
-                **os.environ,
-                "MAILSIFT_HOME": str(data_dir),
-                "MAILSIFT_WEBHOOK_URL": hook,
-                "MAILSIFT_WEBHOOK_SECRET": SECRET,
-                "MAILSIFT_WEBHOOK_ALLOW_PRIVATE": "true",
-            },
+            env={**os.environ, "MAILSIFT_HOME": str(data_dir), **webhook},
         )
 
 
