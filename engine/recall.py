@@ -28,6 +28,7 @@ from engine.history import (
     FEEDBACK,
     HISTORY_DIR_NAME,
     VERDICTS,
+    asked_keys,
     cached_domain_facts,
     cached_verdicts,
     drift,
@@ -97,13 +98,17 @@ def recall(
     """Everything known about `keys` (dedup_key, domain: the run's unique addresses)."""
     history_dir = data_dir / HISTORY_DIR_NAME
     quarantined = tuple(f"{path}: {problem}" for path, problem in _check_parts(history_dir))
-    key_series = keys.get_column(schema.DEDUP_KEY)
-    facts = _facts(keys, data_dir, drift(history_dir, key_series))
+    unique_keys = keys.select(schema.DEDUP_KEY, schema.DOMAIN).unique(schema.DEDUP_KEY)
+    asked = asked_keys(unique_keys.get_column(schema.DEDUP_KEY))  # hashed once, asked thrice
+    facts = _facts(unique_keys, data_dir, asked, drift(history_dir, asked))
     # --refresh asks the cache nothing (drift and feedback still apply: they are not a cache).
-    asked = key_series.clear() if refresh else key_series
     invalidated = facts.filter(pl.col("hard_bounce_after_verdict")).get_column(schema.DEDUP_KEY)
     found = cached_verdicts(
-        history_dir, asked, max_age_days=max_age_days, now=now, invalidated_keys=invalidated
+        history_dir,
+        asked.clear() if refresh else asked,
+        max_age_days=max_age_days,
+        now=now,
+        invalidated_keys=invalidated,
     )
     cached = found.select(
         schema.DEDUP_KEY,
@@ -120,18 +125,22 @@ def recall(
     return Recall(facts, cached, domain_facts, quarantined)
 
 
-def _facts(keys: pl.DataFrame, data_dir: Path, past: pl.DataFrame) -> pl.DataFrame:
-    """KNOWLEDGE_COLUMNS and drift per key: suppression, then feedback against the last probe."""
-    asked = keys.select(schema.DEDUP_KEY, schema.DOMAIN).unique(schema.DEDUP_KEY)
-    suppressed = suppression_facts(data_dir / SUPPRESSION_DIR_NAME, asked)
-    events = feedback_events(data_dir / HISTORY_DIR_NAME, asked.get_column(schema.DEDUP_KEY))
+def _facts(
+    unique_keys: pl.DataFrame, data_dir: Path, hashed: pl.DataFrame, past: pl.DataFrame
+) -> pl.DataFrame:
+    """KNOWLEDGE_COLUMNS and drift per key: suppression, then feedback against the last probe.
+
+    `unique_keys`: dedup_key, domain, one row per key; `hashed`: the same keys' asked_keys().
+    """
+    suppressed = suppression_facts(data_dir / SUPPRESSION_DIR_NAME, unique_keys)
+    events = feedback_events(data_dir / HISTORY_DIR_NAME, hashed)
     sent = feedback_facts(events)
     bounce_at, probed_at = pl.col("last_hard_bounce_at"), pl.col("last_probed_at")
     bounced_after_probe = (pl.col("hard_bounces").fill_null(0) > 0) & (
         probed_at.is_null() | bounce_at.is_null() | (bounce_at > probed_at)
     )
     return (
-        asked.select(schema.DEDUP_KEY)
+        unique_keys.select(schema.DEDUP_KEY)
         .join(suppressed.drop(schema.DOMAIN, strict=False), on=schema.DEDUP_KEY, how="left")
         .join(sent, on=schema.DEDUP_KEY, how="left")
         .join(past, on=schema.DEDUP_KEY, how="left")
