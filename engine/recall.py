@@ -109,6 +109,7 @@ def recall(
         max_age_days=max_age_days,
         now=now,
         invalidated_keys=invalidated,
+        columns=tuple(CACHED_EVIDENCE),
     )
     cached = found.select(
         schema.DEDUP_KEY,

@@ -13,9 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.feedback import FEEDBACK_SCHEMA
 from engine.history import (
     CACHED_CHECKED_AT,
     CACHED_VERDICT_COLUMNS,
+    FEEDBACK,
+    KEY_CHECK,
     KEY_HASH,
     QUARANTINE_DIR_NAME,
     VERDICT_HISTORY_SCHEMA,
@@ -24,7 +27,8 @@ from engine.history import (
     cached_domain_facts,
     cached_verdicts,
     drift,
-    key_hashes,
+    feedback_events,
+    key_digests,
     list_parts,
     scan_parts,
     verdict_history_rows,
@@ -69,25 +73,27 @@ def test_a_part_is_named_by_time_and_run_and_leaves_no_temporary_file(history):
     assert list_parts(history, VERDICTS).parts == (first, second)
 
 
-def test_a_verdict_part_carries_key_hash_and_is_sorted_by_it(history):
+def test_a_verdict_part_carries_the_key_digest_and_is_sorted_by_it(history):
     keys = [f"user{n}@x.test" for n in range(50)]
     part = _record(history, "run", NOW, dedup_key=keys, status=["valid"] * 50)
 
     stored = pl.read_parquet(part)
 
     assert stored.get_column(KEY_HASH).is_sorted()
-    assert stored.get_column(KEY_HASH).to_list() == key_hashes(stored["dedup_key"]).to_list()
+    digests = key_digests(stored["dedup_key"])
+    assert stored.select(KEY_HASH, KEY_CHECK).equals(digests)
 
 
-def test_key_hash_is_the_low_half_of_md5_so_any_tool_can_compute_it():
+def test_the_key_digest_is_md5_in_two_halves_so_any_tool_can_compute_it():
     keys = pl.Series(["a@x.test", "josé@exämple.test", None])
 
-    hashed = key_hashes(keys).to_list()
+    digests = key_digests(keys).rows()
 
-    for key, value in zip(keys.to_list()[:2], hashed[:2], strict=True):
+    for key, (key_hash, key_check) in zip(keys.to_list()[:2], digests[:2], strict=True):
         digest = hashlib.md5(key.encode("utf-8")).digest()
-        assert value == int.from_bytes(digest[8:], "little")
-    assert hashed[2] is None
+        assert key_hash == int.from_bytes(digest[8:], "little")
+        assert key_check == int.from_bytes(digest[:8], "little")
+    assert digests[2] == (None, None)
 
 
 def test_concurrent_appends_never_collide_and_lose_nothing(history):
@@ -310,6 +316,96 @@ def test_an_empty_history_serves_nothing_with_the_right_columns(history):
 
     assert cached.is_empty()
     assert cached.columns == [*CACHED_VERDICT_COLUMNS, CACHED_CHECKED_AT]
+
+
+def test_the_cache_reads_only_the_columns_asked_for(history):
+    _record(history, "run", _days_ago(1), dedup_key=["a@x.test"], status=["valid"],
+            rcpt_class=["accepted"])  # fmt: skip
+
+    cached = cached_verdicts(
+        history, pl.Series(["a@x.test"]), max_age_days=30, now=NOW, columns=("rcpt_class",)
+    )
+
+    assert cached.rows() == [("a@x.test", "accepted", _days_ago(1))]
+    assert cached.columns == ["dedup_key", "rcpt_class", CACHED_CHECKED_AT]
+    with pytest.raises(ValueError, match="not cached verdict columns: run_id"):
+        cached_verdicts(history, pl.Series(["a"]), max_age_days=1, now=NOW, columns=("run_id",))
+
+
+def _forged(history: Path, impostor: str, victim: str, *, with_check: bool) -> None:
+    """A part whose row of `impostor` carries `victim`'s key_hash: a 64-bit digest collision."""
+    rows = verdict_history_rows(_decided(dedup_key=[impostor], status=["invalid"]), "f", "l",
+                                _days_ago(1))  # fmt: skip
+    victim_hash = key_digests(pl.Series([victim])).item(0, KEY_HASH)
+    rows = rows.with_columns(pl.lit(victim_hash, dtype=pl.UInt64).alias(KEY_HASH))
+    if with_check:
+        impostor_check = key_digests(pl.Series([impostor])).item(0, KEY_CHECK)
+        rows = rows.with_columns(pl.lit(impostor_check, dtype=pl.UInt64).alias(KEY_CHECK))
+        append_part(rows, history, VERDICTS, "forged")
+    else:
+        _write_older_part(rows, history)
+
+
+def _write_older_part(rows: pl.DataFrame, history: Path) -> Path:
+    """A part as mailsift wrote them before key_check existed: key_hash only."""
+    if KEY_HASH not in rows.columns:
+        rows = rows.with_columns(key_digests(rows.get_column("dedup_key")).get_column(KEY_HASH))
+    path = history / VERDICTS / f"20260101T000000000000Z-older-{len(rows):08x}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows.drop(KEY_CHECK, strict=False).sort(KEY_HASH).write_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("with_check", [True, False], ids=["key_check", "older part: key text"])
+def test_a_row_sharing_only_the_key_hash_is_someone_else_and_is_never_served(history, with_check):
+    _forged(history, "impostor@x.test", "a@x.test", with_check=with_check)
+
+    asked = pl.Series(["a@x.test"])
+
+    assert cached_verdicts(history, asked, max_age_days=30, now=NOW).is_empty()
+    assert drift(history, asked).is_empty()
+
+
+def test_parts_written_before_key_check_still_serve_and_count(history):
+    decided = _decided(dedup_key=["a@x.test", "b@x.test"], status=["valid", "invalid"])
+    _write_older_part(verdict_history_rows(decided, "old", "l", _days_ago(3)), history)
+    _record(history, "new", _days_ago(1), dedup_key=["a@x.test"], status=["catch_all"])
+
+    asked = pl.Series(["a@x.test", "b@x.test"])
+    cached = cached_verdicts(history, asked, max_age_days=30, now=NOW)
+    drifted = drift(history, asked)
+
+    assert sorted(cached.select("dedup_key", "status").rows()) == [
+        ("a@x.test", "catch_all"),
+        ("b@x.test", "invalid"),
+    ]
+    assert sorted(drifted.select("dedup_key", "times_verified").rows()) == [
+        ("a@x.test", 2),
+        ("b@x.test", 1),
+    ]
+
+
+def _event(key: str, event_type: str) -> dict[str, object]:
+    return {"dedup_key": key, "email": key, "event_type": event_type, "occurred_at": NOW}
+
+
+def test_feedback_events_of_older_and_newer_parts_are_found_once_each(history):
+    older = pl.DataFrame([_event("a@x.test", "hard_bounce")], schema=FEEDBACK_SCHEMA)
+    path = history / FEEDBACK / "20260101T000000000000Z-older-00000001.parquet"
+    path.parent.mkdir(parents=True)
+    older.with_columns(key_digests(older["dedup_key"]).get_column(KEY_HASH)).write_parquet(path)
+    newer = pl.DataFrame(
+        [_event("a@x.test", "delivered"), _event("b@x.test", "complaint")], schema=FEEDBACK_SCHEMA
+    )
+    append_part(newer, history, FEEDBACK, "new")
+
+    events = feedback_events(history, pl.Series(["a@x.test", "a@x.test", "c@x.test"]))
+
+    assert sorted(events.select("dedup_key", "event_type").rows()) == [
+        ("a@x.test", "delivered"),
+        ("a@x.test", "hard_bounce"),
+    ]
+    assert events.columns == list(FEEDBACK_SCHEMA)
 
 
 def test_the_cache_needs_an_aware_now_and_a_non_negative_age(history):
