@@ -82,8 +82,11 @@ def list_domains(
 ) -> dg.MaterializeResult:
     config, layout, key = mailsift.config(), mailsift.layout(), context.partition_key
     now = datetime.now(UTC)
+    # The run's id from here to list_verdicts: a step re-executed after a failure belongs to the
+    # run that began here, so its history is appended once (engine.remember).
+    run_id = context.run.run_id
     prepared = read_prepared(layout.prepared_file(key))
-    screened = screen(prepared, config, now)
+    screened = screen(prepared, config, now, run_id)
     for part in screened.stats.get("history_parts_quarantined", []):
         context.log.warning(f"history part quarantined: {part}")
     fresh, dns_stats = check_dns(screened.fresh, config, SilentProgress(), screened.known_domains)
@@ -92,7 +95,11 @@ def list_domains(
     _save_run_state(
         mailsift,
         key,
-        {"started_at": now.isoformat(), "stats": {**screened.stats, "dns": dns_stats}},
+        {
+            "started_at": now.isoformat(),
+            "run_id": run_id,
+            "stats": {**screened.stats, "dns": dns_stats},
+        },
     )
     metadata: dict[str, Any] = {
         "dagster/row_count": fresh.height + screened.cached.height,
@@ -223,7 +230,7 @@ def list_verdicts(
         replies if replies.height else None,
         state["stats"],
         data_dir=config.data_dir,
-        run_id=context.run.run_id,
+        run_id=state.get("run_id", context.run.run_id),
         list_id=key,
         depth=config.depth,
         rows=rows.height,

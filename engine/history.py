@@ -17,14 +17,20 @@ the search; `key_check`, the other half, confirms a row: two keys sharing all 12
 unlikely as anything a computer does (about 1 in 10^25 for 1M keys against 10M). MD5 is the same
 in every version of every library, so SQL and Python agree forever. Parts written before
 `key_check` existed are confirmed by comparing the key text instead.
+
+A run appends each kind at most once (engine.remember), and a run resumed after a kill keeps its
+run id; its look-ups leave that run's parts out (`exclude_run`), or it would serve its own first
+attempt's verdicts back as cached and count itself among its past verifications.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -73,6 +79,11 @@ FEW_KEYS: Final = 4
 # A run id goes into a file name: keep it readable, short and free of path separators.
 _UNSAFE_NAME_CHARS: Final = re.compile(r"[^A-Za-z0-9_.=+-]+")
 _RUN_ID_NAME_CHARS: Final = 48
+_STAMP_CHARS: Final = len("20260101T000000000000Z")
+# A part's write lasts well under a second; a temporary file an hour old belongs to a dead write.
+STALE_TEMPORARY_S: Final = 3600.0
+_TEMPORARY_SUFFIX: Final = ".tmp"  # engine.export.atomic_output's
+_RANDOM_NAME_CHARS: Final = 8  # secrets.token_hex(4)
 
 # One row per unique verified address per run: the verdict, the evidence it was decided on and the
 # raw SMTP reply, so a rule change can be re-applied to history with SQL.
@@ -155,8 +166,34 @@ _READABLE_PARTS: dict[tuple[str, int, int], frozenset[str]] = {}
 def part_name(run_id: str, now: datetime | None = None) -> str:
     """`<UTC time to the µs>-<run id>-<random>.parquet`: sorts by time, never collides."""
     stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    safe_run = _UNSAFE_NAME_CHARS.sub("_", run_id).strip("._")[:_RUN_ID_NAME_CHARS] or "run"
-    return f"{stamp}-{safe_run}-{secrets.token_hex(4)}{PART_SUFFIX}"
+    return f"{stamp}-{_name_of_run(run_id)}-{secrets.token_hex(4)}{PART_SUFFIX}"
+
+
+def run_parts(history_dir: Path, kind: str, run_id: str) -> tuple[Path, ...]:
+    """The readable parts of `kind` that run `run_id` wrote (known by their names)."""
+    return tuple(
+        part
+        for part in list_parts(history_dir, kind).parts
+        if _run_in_name(part.name) == _name_of_run(run_id)
+    )
+
+
+def _name_of_run(run_id: str) -> str:
+    return _UNSAFE_NAME_CHARS.sub("_", run_id).strip("._")[:_RUN_ID_NAME_CHARS] or "run"
+
+
+def _run_in_name(name: str) -> str:
+    """The run part of a part's name, as `_name_of_run` wrote it."""
+    return name[_STAMP_CHARS + 1 : -len(PART_SUFFIX) - _RANDOM_NAME_CHARS - 1]
+
+
+def _parts_but(history_dir: Path, kind: str, run_id: str | None) -> tuple[Path, ...]:
+    """The readable parts of `kind`, without those of run `run_id` (see `exclude_run`)."""
+    parts = list_parts(history_dir, kind).parts
+    if run_id is None:
+        return parts
+    own = _name_of_run(run_id)
+    return tuple(part for part in parts if _run_in_name(part.name) != own)
 
 
 def key_digests(keys: pl.Series) -> pl.DataFrame:
@@ -185,11 +222,28 @@ def append_part(frame: pl.DataFrame, history_dir: Path, kind: str, run_id: str) 
             frame = frame.drop(KEY_DIGEST, strict=False).hstack(digests)
         frame = frame.sort(KEY_DIGEST, nulls_last=True)
     path = Path(history_dir) / kind / part_name(run_id)
+    _sweep_stale_temporaries(path.parent)
     with atomic_output(path) as temporary:
         frame.write_parquet(
             temporary, compression=PART_COMPRESSION, row_group_size=PART_ROW_GROUP_ROWS
         )
     return path
+
+
+def _sweep_stale_temporaries(directory: Path) -> None:
+    """Remove the temporary files of writes killed before their rename (readers never list them,
+    but they would pile up). Only old ones: a younger one may be a concurrent run's, mid-write."""
+    cutoff = time.time() - STALE_TEMPORARY_S
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(_TEMPORARY_SUFFIX)):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # a concurrent sweep got there first
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
 
 
 def list_parts(history_dir: Path, kind: str) -> PartListing:
@@ -342,6 +396,7 @@ def cached_verdicts(
     now: datetime,
     invalidated_keys: pl.Series | None = None,
     columns: Sequence[str] = CACHED_VERDICT_COLUMNS,
+    exclude_run: str | None = None,
 ) -> pl.DataFrame:
     """For each of `keys` with a reusable verdict, the latest one (one row per dedup_key).
 
@@ -350,7 +405,7 @@ def cached_verdicts(
     cached copy, and the key not in `invalidated_keys` (the caller's keys with a hard bounce newer
     than their last verdict). Returns `dedup_key`, `columns` (some of `CACHED_VERDICT_COLUMNS`:
     every column read costs, ~0.03 s per 10M history rows for a short one) and `cached_checked_at`,
-    the time of that check.
+    the time of that check. The parts of run `exclude_run` are not read (see the module docstring).
     """
     if max_age_days < 0:
         raise ValueError("max_age_days must not be negative")
@@ -363,8 +418,8 @@ def cached_verdicts(
     if asked.is_empty():
         return _empty_cached(columns)
     found = _rows_of_keys(
-        history_dir,
-        VERDICTS,
+        _parts_but(history_dir, VERDICTS, exclude_run),
+        VERDICT_PART_SCHEMA,
         asked,
         [
             pl.col("checked_at").is_between(now - timedelta(days=max_age_days), now),
@@ -390,7 +445,9 @@ def cached_verdicts(
     )
 
 
-def drift(history_dir: Path, keys: pl.Series | pl.DataFrame) -> pl.DataFrame:
+def drift(
+    history_dir: Path, keys: pl.Series | pl.DataFrame, *, exclude_run: str | None = None
+) -> pl.DataFrame:
     """Per key seen before: `times_verified`, `previous_status`, `previous_checked_at` and
     `last_probed_at`.
 
@@ -398,11 +455,16 @@ def drift(history_dir: Path, keys: pl.Series | pl.DataFrame) -> pl.DataFrame:
     not); the caller adds this run and compares its status with `previous_status`, the status of
     the latest past row, to set `status_changed`. `last_probed_at` is the time of the latest
     original (not cached) verdict that got an SMTP answer: feedback older than it is superseded
-    by that answer (DESIGN §4 precedence). Keys never seen are absent.
+    by that answer (DESIGN §4 precedence). Keys never seen are absent. The parts of run
+    `exclude_run` are not read (see the module docstring).
     """
     asked = asked_keys(keys)
     found = _rows_of_keys(
-        history_dir, VERDICTS, asked, [], ("checked_at", "cached", "status", "rcpt_class")
+        _parts_but(history_dir, VERDICTS, exclude_run),
+        VERDICT_PART_SCHEMA,
+        asked,
+        [],
+        ("checked_at", "cached", "status", "rcpt_class"),
     )
     probed = ~pl.col("cached").fill_null(False) & pl.col("rcpt_class").is_not_null()
     per_digest = (
@@ -431,7 +493,9 @@ def feedback_events(history_dir: Path, keys: pl.Series | pl.DataFrame) -> pl.Dat
     if asked.is_empty():
         return pl.DataFrame(schema=FEEDBACK_SCHEMA)
     event_columns = tuple(name for name in FEEDBACK_SCHEMA if name != schema.DEDUP_KEY)
-    found = _rows_of_keys(history_dir, FEEDBACK, asked, [], event_columns)
+    found = _rows_of_keys(
+        list_parts(history_dir, FEEDBACK).parts, FEEDBACK_PART_SCHEMA, asked, [], event_columns
+    )
     return _keep_asked(found.sort(KEY_DIGEST), asked).select(list(FEEDBACK_SCHEMA))
 
 
@@ -441,6 +505,7 @@ def cached_domain_facts(
     *,
     max_age_days: float,
     now: datetime | None = None,
+    exclude_run: str | None = None,
 ) -> pl.DataFrame:
     """The latest DNS facts and catch-all answer per domain, from fresh non-unknown verdicts.
 
@@ -450,7 +515,8 @@ def cached_domain_facts(
 
     Latest means: from the newest part (by time written) that has the domain. Parts are read
     newest first and reading stops once every domain is answered, since grouping a whole 10M-row
-    history by domain took 2.4 s and the newest part usually answers all but a few.
+    history by domain took 2.4 s and the newest part usually answers all but a few. The parts of
+    run `exclude_run` are not read (see the module docstring).
     """
     if max_age_days < 0:
         raise ValueError("max_age_days must not be negative")
@@ -468,7 +534,7 @@ def cached_domain_facts(
     catch_all: list[pl.DataFrame] = [
         pl.DataFrame(schema={schema.DOMAIN: pl.String(), DOMAIN_CATCH_ALL: pl.Boolean()})
     ]
-    for part in reversed(list_parts(history_dir, VERDICTS).parts):
+    for part in reversed(_parts_but(history_dir, VERDICTS, exclude_run)):
         if unanswered.is_empty() and untested.is_empty():
             break
         asked = pl.concat([unanswered, untested]).unique()
@@ -551,13 +617,13 @@ def asked_keys(keys: pl.Series | pl.DataFrame, exclude: pl.Series | None = None)
 
 
 def _rows_of_keys(
-    history_dir: Path,
-    kind: str,
+    parts: Sequence[Path],
+    part_schema: Mapping[str, pl.DataType],
     asked: pl.DataFrame,
     predicates: Sequence[pl.Expr],
     columns: Sequence[str],
 ) -> pl.DataFrame:
-    """The rows of `kind` matching `predicates` whose `key_hash` is asked: `KEY_DIGEST` and
+    """The rows of `parts` matching `predicates` whose `key_hash` is asked: `KEY_DIGEST` and
     `columns`. Not yet confirmed: `_keep_asked` does that, by the whole digest.
 
     A part written before `key_check` existed has its rows confirmed here by the key text (its
@@ -565,9 +631,7 @@ def _rows_of_keys(
     Newer parts never read the key text: it was the widest column of a look-up (0.15 s of decoding
     per 10M history rows, a third of the cache look-up).
     """
-    part_schema = {VERDICTS: VERDICT_PART_SCHEMA, FEEDBACK: FEEDBACK_PART_SCHEMA}[kind]
     columns = tuple(name for name in columns if name != schema.DEDUP_KEY)
-    parts = list_parts(history_dir, kind).parts
     current = [part for part in parts if KEY_CHECK in _part_columns(part)]
     older = [part for part in parts if KEY_CHECK not in _part_columns(part)]
     asked_hash = _has_key_hash(asked.get_column(KEY_HASH))

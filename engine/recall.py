@@ -94,13 +94,18 @@ def recall(
     refresh: bool,
     max_age_days: float,
     domain_max_age_days: float,
+    run_id: str | None = None,
 ) -> Recall:
-    """Everything known about `keys` (dedup_key, domain: the run's unique addresses)."""
+    """Everything known about `keys` (dedup_key, domain: the run's unique addresses).
+
+    `run_id`, the run being made: what an earlier, killed attempt of it appended is not history.
+    """
     history_dir = data_dir / HISTORY_DIR_NAME
     quarantined = tuple(f"{path}: {problem}" for path, problem in _check_parts(history_dir))
     unique_keys = keys.select(schema.DEDUP_KEY, schema.DOMAIN).unique(schema.DEDUP_KEY)
     asked = asked_keys(unique_keys.get_column(schema.DEDUP_KEY))  # hashed once, asked thrice
-    facts = _facts(unique_keys, data_dir, asked, drift(history_dir, asked))
+    past = drift(history_dir, asked, exclude_run=run_id)
+    facts = _facts(unique_keys, data_dir, asked, past)
     # --refresh asks the cache nothing (drift and feedback still apply: they are not a cache).
     invalidated = facts.filter(pl.col("hard_bounce_after_verdict")).get_column(schema.DEDUP_KEY)
     found = cached_verdicts(
@@ -110,6 +115,7 @@ def recall(
         now=now,
         invalidated_keys=invalidated,
         columns=tuple(CACHED_EVIDENCE),
+        exclude_run=run_id,
     )
     cached = found.select(
         schema.DEDUP_KEY,
@@ -122,6 +128,7 @@ def recall(
         domains.clear() if refresh else domains,
         max_age_days=domain_max_age_days,
         now=now,
+        exclude_run=run_id,
     )
     return Recall(facts, cached, domain_facts, quarantined)
 

@@ -254,8 +254,13 @@ class Screened:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def screen(prepared: pl.DataFrame, config: Config, now: datetime) -> Screened:
-    """Classify the unique addresses and apply what history and the user's lists know."""
+def screen(
+    prepared: pl.DataFrame, config: Config, now: datetime, run_id: str | None = None
+) -> Screened:
+    """Classify the unique addresses and apply what history and the user's lists know.
+
+    `run_id`: the run being made, whose own parts (a killed attempt's) are not history.
+    """
     unique = classify_addresses(prepared)
     known = recall(
         unique.select(schema.DEDUP_KEY, schema.DOMAIN),
@@ -264,6 +269,7 @@ def screen(prepared: pl.DataFrame, config: Config, now: datetime) -> Screened:
         refresh=config.refresh,
         max_age_days=config.max_age_days,
         domain_max_age_days=config.domain_max_age_days,
+        run_id=run_id,
     )
     unique = unique.join(known.facts, on=schema.DEDUP_KEY, how="left", maintain_order="left")
     cached, fresh = reuse_cached(unique, known.cached, config.depth)

@@ -23,7 +23,7 @@ from engine.export import assemble_results, build_summary
 from engine.ingest import IngestedList, email_cells, read_list
 from engine.prepare import prepare
 from engine.progress import ProgressListener, SilentProgress
-from engine.remember import Remembered, new_run_id, remember_run
+from engine.remember import Remembered, claimed_run_id, new_run_id, remember_run
 from engine.stages import QUARANTINED, check_dns, check_smtp, conclude, screen
 
 SOURCE_FILE_COLUMN = "source_file"
@@ -88,16 +88,17 @@ def verify_prepared(
     checkpoint_dir: Path | None = None,
     progress: ProgressListener | None = None,
     now: datetime | None = None,
+    run_id: str | None = None,
 ) -> Verdicts:
     """Decide every row of a prepared frame at the configured depth (engine.stages in order).
 
     Fresh cached verdicts skip DNS and SMTP; addresses the user's lists or sends decide skip
-    SMTP; the probe budget bounds the rest.
+    SMTP; the probe budget bounds the rest. `run_id`: the run being made (see `screen`).
     """
     require_probe_identity(config)
     progress = progress or SilentProgress()
     now = now or datetime.now(UTC)
-    screened = screen(prepared, config, now)
+    screened = screen(prepared, config, now, run_id)
     stats: dict[str, Any] = dict(screened.stats)
     fresh, dns_stats = check_dns(screened.fresh, config, progress, screened.known_domains)
     if dns_stats:
@@ -139,12 +140,27 @@ def verify_file(
 ) -> VerificationRun:
     """Verify one or more list files; rows of several files are verified (and deduped) as one.
 
-    With `checkpoint_dir`, finished probe batches are kept there and a rerun skips them. The run
-    is appended to the history under `config.data_dir` (its verdicts, replies and ledger row).
+    With `checkpoint_dir`, finished probe batches are kept there and a rerun skips them: it is
+    the same run, under the same run id (`claimed_run_id`). The run is appended to the history
+    under `config.data_dir` (its verdicts, replies and ledger row), once.
     """
     require_probe_identity(config)
-    progress = progress or SilentProgress()
     started_at = datetime.now(UTC)
+    with claimed_run_id(checkpoint_dir, started_at) as run_id:
+        return _verify_files(
+            paths, config, progress or SilentProgress(), checkpoint_dir, list_id, run_id, started_at
+        )
+
+
+def _verify_files(
+    paths: Path | str | Sequence[Path | str],
+    config: Config,
+    progress: ProgressListener,
+    checkpoint_dir: Path | None,
+    list_id: str | None,
+    run_id: str,
+    started_at: datetime,
+) -> VerificationRun:
     path_list = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     timings: dict[str, float] = {}
     with _timed(timings, "ingest", progress):
@@ -153,7 +169,7 @@ def verify_file(
         prepared = prepare(cells)
     with _timed(timings, "verify", progress):
         decided = verify_prepared(
-            prepared, config, checkpoint_dir=checkpoint_dir, progress=progress
+            prepared, config, checkpoint_dir=checkpoint_dir, progress=progress, run_id=run_id
         )
         verdicts = decided.rows
     with _timed(timings, "assemble", progress):
@@ -163,7 +179,7 @@ def verify_file(
             verdicts = verdicts.with_columns(extras.get_column(SOURCE_FILE_COLUMN))
         results = assemble_results(originals, verdicts)
     with _timed(timings, "history", progress):
-        remembered = _remember(decided, config, list_id, results.height, started_at)
+        remembered = _remember(decided, config, run_id, list_id, results.height, started_at)
     warnings.extend(f"history part quarantined: {q}" for q in decided.stats.get(QUARANTINED, []))
     summary = build_summary(
         results,
@@ -188,7 +204,12 @@ def verify_file(
 
 
 def _remember(
-    decided: Verdicts, config: Config, list_id: str | None, rows: int, started_at: datetime
+    decided: Verdicts,
+    config: Config,
+    run_id: str,
+    list_id: str | None,
+    rows: int,
+    started_at: datetime,
 ) -> Remembered:
     if decided.unique is None:
         raise ValueError("verdicts without their unique rows cannot be remembered")
@@ -197,7 +218,7 @@ def _remember(
         decided.replies,
         decided.stats,
         data_dir=config.data_dir,
-        run_id=new_run_id(started_at),
+        run_id=run_id,
         list_id=list_id,
         depth=config.depth,
         rows=rows,
@@ -216,7 +237,7 @@ def verify_addresses(addresses: Sequence[str], config: Config) -> pl.DataFrame:
         }
     )
     decided = verify_prepared(prepare(cells), config)
-    _remember(decided, config, None, len(addresses), started_at)
+    _remember(decided, config, new_run_id(started_at), None, len(addresses), started_at)
     originals = pl.DataFrame(
         {schema.DEFAULT_EMAIL_COLUMN: pl.Series(list(addresses), dtype=pl.String)}
     )

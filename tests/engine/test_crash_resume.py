@@ -262,6 +262,8 @@ def test_a_run_killed_at_a_random_point_resumes_to_the_uninterrupted_result(
     _assert_every_row_once_in_order(results, reference.results)
     _assert_same_verdicts(results, reference.results)
     _assert_history_whole(data_dir, reference.verdict_rows)
+    # A resumed run is the same run (engine.remember.claimed_run_id): it is in the history once.
+    assert runs == (2 if finished else 1), f"{runs} runs in the history after a kill in {reached}"
     leftover = [*_checkpoint_dirs(data_dir), *data_dir.glob("lists/*/.probes-retired-*")]
     assert not leftover, "a finished run leaves no checkpoint behind"
     probes = Counter[str]()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from engine.history import (
     KEY_CHECK,
     KEY_HASH,
     QUARANTINE_DIR_NAME,
+    STALE_TEMPORARY_S,
     VERDICT_HISTORY_SCHEMA,
     VERDICTS,
     append_part,
@@ -160,6 +163,22 @@ def test_an_unreadable_part_is_quarantined_and_the_rest_still_reads(history, dam
     cached = cached_verdicts(history, pl.Series(["a@x.test", "b@x.test"]), max_age_days=30, now=NOW)
     assert cached.get_column("dedup_key").to_list() == ["a@x.test"]
     assert list_parts(history, VERDICTS).quarantined == ()
+
+
+def test_an_append_sweeps_temporary_files_of_dead_writes_but_not_of_live_ones(history):
+    _record(history, "run-1", NOW, dedup_key=["a@x.test"], status=["valid"])
+    dead = history / VERDICTS / ".20260101T000000000000Z-x-00000000.parquet.0123456789abcdef.tmp"
+    live = history / VERDICTS / ".20260101T000000000000Z-y-00000000.parquet.fedcba9876543210.tmp"
+    for temporary in (dead, live):
+        temporary.write_bytes(b"half a part")
+    an_hour_and_more_ago = time.time() - STALE_TEMPORARY_S - 60
+    os.utime(dead, (an_hour_and_more_ago, an_hour_and_more_ago))
+
+    _record(history, "run-2", NOW, dedup_key=["b@x.test"], status=["valid"])
+
+    assert not dead.exists()
+    assert live.exists()
+    assert len(list_parts(history, VERDICTS).parts) == 2
 
 
 def test_temporary_files_are_never_read(history):

@@ -11,7 +11,7 @@ import pytest
 
 from engine.catalog import CATALOG_FILE_NAME, run_sql
 from engine.feedback_store import record_feedback
-from engine.history import HISTORY_DIR_NAME, VERDICTS, list_parts
+from engine.history import HISTORY_DIR_NAME, LEDGER, VERDICTS, list_parts, run_parts
 from engine.ledger import ledger_row, record_run
 from engine.sandbox.world import Behaviour, Domain, MailServer, World
 from engine.verify import verify_file
@@ -261,3 +261,26 @@ def test_bounce_probability_is_learnt_from_the_users_feedback(world, home, list_
 
     probability = _column(second, "bounce_probability")
     assert all(0.0 < p < 1.0 for p in probability.values())
+
+
+def test_a_run_resumed_after_a_kill_during_its_history_append_counts_once(
+    world, home, list_file, tmp_path
+):
+    config = probe_config(world, data_dir=home, depth="smtp", allow_loopback_mx=True)
+    checkpoint = tmp_path / "probes"
+    first = verify_file([list_file], config, list_id="list-1", checkpoint_dir=checkpoint)
+    run_id = first.summary["run_id"]
+    history = home / HISTORY_DIR_NAME
+    # Killed after its verdicts went in, before its ledger row: the checkpoint stays.
+    for part in run_parts(history, LEDGER, run_id):
+        part.unlink()
+
+    again = verify_file([list_file], config, list_id="list-1", checkpoint_dir=checkpoint)
+
+    assert again.summary["run_id"] == run_id
+    # Not its own cache, not its own past: the same results as the run that was not killed.
+    shown = ["email", "status", "sub_status", "cached", "times_verified", "status_changed"]
+    assert again.results.select(shown).equals(first.results.select(shown))
+    assert first.results.get_column("times_verified").max() == 1
+    assert len(run_parts(history, VERDICTS, run_id)) == 1
+    assert run_sql(home, "SELECT run_id FROM ledger").get_column("run_id").to_list() == [run_id]
