@@ -329,6 +329,15 @@ def _part_columns(path: Path) -> frozenset[str]:
     return columns
 
 
+def _columns_if_present(path: Path) -> frozenset[str] | None:
+    """`_part_columns`, or None for a part moved away since it was listed (quarantined by a
+    concurrent reader)."""
+    try:
+        return _part_columns(path)
+    except FileNotFoundError:
+        return None
+
+
 def _quarantine(path: Path, quarantine_dir: Path) -> Path | None:
     """Move a bad part aside (never delete: it may be someone's only copy); None if gone."""
     quarantine_dir.mkdir(parents=True, exist_ok=True)
@@ -632,8 +641,9 @@ def _rows_of_keys(
     per 10M history rows, a third of the cache look-up).
     """
     columns = tuple(name for name in columns if name != schema.DEDUP_KEY)
-    current = [part for part in parts if KEY_CHECK in _part_columns(part)]
-    older = [part for part in parts if KEY_CHECK not in _part_columns(part)]
+    layouts = {part: _columns_if_present(part) for part in parts}
+    current = [part for part, names in layouts.items() if names and KEY_CHECK in names]
+    older = [part for part, names in layouts.items() if names and KEY_CHECK not in names]
     asked_hash = _has_key_hash(asked.get_column(KEY_HASH))
     found = [pl.DataFrame(schema={**_DIGEST_SCHEMA, **{c: part_schema[c] for c in columns}})]
     if current:
