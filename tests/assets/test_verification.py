@@ -11,6 +11,7 @@ import pytest
 
 from engine.catalog import run_sql
 from engine.config import load_config
+from engine.history import HISTORY_DIR_NAME, LEDGER, VERDICTS, list_parts, run_parts
 from engine.sandbox.demo_world import demo_world, write_demo_list
 from engine.sandbox.probe_settings import sandbox_overrides
 from engine.sandbox.running import spawn_world
@@ -98,3 +99,30 @@ def test_a_second_materialisation_serves_the_list_from_the_cache(world, tmp_path
 
     runs = run_sql(home, "SELECT cached, charged FROM ledger ORDER BY started_at").rows()
     assert runs[0][0] == 0 and runs[1][0] > 0 and runs[1][1] == 0
+
+
+def test_list_verdicts_re_executed_after_a_kill_appends_its_run_once(world, tmp_path, monkeypatch):
+    _sandbox_env(world, monkeypatch)
+    source = write_demo_list(tmp_path / "demo.csv", rows=200)
+    home = tmp_path / "home"
+    key = _land(home, "demo.csv", source.read_text())
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(lists_partitions.name, [key])
+    job = defs.resolve_job_def("verify_list")
+    resources = {"mailsift": MailsiftSettings(data_dir=str(home), depth="smtp")}
+    first = job.execute_in_process(instance=instance, partition_key=key, resources=resources)
+    history = home / HISTORY_DIR_NAME
+    # Killed after its verdicts went in, before its ledger row.
+    for part in run_parts(history, LEDGER, first.run_id):
+        part.unlink()
+
+    again = job.execute_in_process(
+        instance=instance, partition_key=key, resources=resources, op_selection=["list_verdicts"]
+    )
+
+    assert again.success and again.run_id != first.run_id
+    assert len(run_parts(history, VERDICTS, first.run_id)) == 1
+    assert not run_parts(history, VERDICTS, again.run_id)
+    assert [p.name for p in run_parts(history, LEDGER, first.run_id)]
+    ledger = [pl.read_parquet(p) for p in list_parts(history, LEDGER).parts]
+    assert pl.concat(ledger).get_column("run_id").to_list() == [first.run_id]
