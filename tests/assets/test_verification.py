@@ -4,6 +4,8 @@ verdicts as `verify_file`, checks passing, every stage's file written, history a
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import polars as pl
@@ -82,43 +84,49 @@ def test_the_chain_gives_the_verdicts_of_verify_file(world, tmp_path, monkeypatc
     assert "data:image/png;base64," in chart.value
 
 
-def test_a_second_materialisation_serves_the_list_from_the_cache(world, tmp_path, monkeypatch):
+class _LandedList(NamedTuple):
+    home: Path
+    key: str
+    instance: dg.DagsterInstance
+
+    def verify(self, **options: object) -> dg.ExecuteInProcessResult:
+        """Run `verify_list` for this list on its instance (options: e.g. op_selection)."""
+        resources = {"mailsift": MailsiftSettings(data_dir=str(self.home), depth="smtp")}
+        return defs.resolve_job_def("verify_list").execute_in_process(
+            instance=self.instance, partition_key=self.key, resources=resources, **options
+        )
+
+
+def _landed(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> _LandedList:
+    """A 200-row demo list landed and registered as a partition of a fresh instance."""
     _sandbox_env(world, monkeypatch)
     source = write_demo_list(tmp_path / "demo.csv", rows=200)
     home = tmp_path / "home"
     key = _land(home, "demo.csv", source.read_text())
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(lists_partitions.name, [key])
-    job = defs.resolve_job_def("verify_list")
-    resources = {"mailsift": MailsiftSettings(data_dir=str(home), depth="smtp")}
+    return _LandedList(home, key, instance)
+
+
+def test_a_second_materialisation_serves_the_list_from_the_cache(world, tmp_path, monkeypatch):
+    landed = _landed(world, tmp_path, monkeypatch)
 
     for _ in range(2):
-        assert job.execute_in_process(
-            instance=instance, partition_key=key, resources=resources
-        ).success
+        assert landed.verify().success
 
-    runs = run_sql(home, "SELECT cached, charged FROM ledger ORDER BY started_at").rows()
+    runs = run_sql(landed.home, "SELECT cached, charged FROM ledger ORDER BY started_at").rows()
     assert runs[0][0] == 0 and runs[1][0] > 0 and runs[1][1] == 0
 
 
 def test_list_verdicts_re_executed_after_a_kill_appends_its_run_once(world, tmp_path, monkeypatch):
-    _sandbox_env(world, monkeypatch)
-    source = write_demo_list(tmp_path / "demo.csv", rows=200)
-    home = tmp_path / "home"
-    key = _land(home, "demo.csv", source.read_text())
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(lists_partitions.name, [key])
-    job = defs.resolve_job_def("verify_list")
-    resources = {"mailsift": MailsiftSettings(data_dir=str(home), depth="smtp")}
-    first = job.execute_in_process(instance=instance, partition_key=key, resources=resources)
-    history = home / HISTORY_DIR_NAME
+    landed = _landed(world, tmp_path, monkeypatch)
+    first = landed.verify()
+    history = landed.home / HISTORY_DIR_NAME
     # Killed after its verdicts went in, before its ledger row.
     for part in run_parts(history, LEDGER, first.run_id):
         part.unlink()
 
-    again = job.execute_in_process(
-        instance=instance, partition_key=key, resources=resources, op_selection=["list_verdicts"]
-    )
+    again = landed.verify(op_selection=["list_verdicts"])
 
     assert again.success and again.run_id != first.run_id
     assert len(run_parts(history, VERDICTS, first.run_id)) == 1
