@@ -171,10 +171,9 @@ def part_name(run_id: str, now: datetime | None = None) -> str:
 
 def run_parts(history_dir: Path, kind: str, run_id: str) -> tuple[Path, ...]:
     """The readable parts of `kind` that run `run_id` wrote (known by their names)."""
+    own = _name_of_run(run_id)
     return tuple(
-        part
-        for part in list_parts(history_dir, kind).parts
-        if _run_in_name(part.name) == _name_of_run(run_id)
+        part for part in list_parts(history_dir, kind).parts if _run_in_name(part.name) == own
     )
 
 

@@ -365,11 +365,11 @@ def _forged(history: Path, impostor: str, victim: str, *, with_check: bool) -> N
         _write_older_part(rows, history)
 
 
-def _write_older_part(rows: pl.DataFrame, history: Path) -> Path:
+def _write_older_part(rows: pl.DataFrame, history: Path, kind: str = VERDICTS) -> Path:
     """A part as mailsift wrote them before key_check existed: key_hash only."""
     if KEY_HASH not in rows.columns:
         rows = rows.with_columns(key_digests(rows.get_column("dedup_key")).get_column(KEY_HASH))
-    path = history / VERDICTS / f"20260101T000000000000Z-older-{len(rows):08x}.parquet"
+    path = history / kind / f"20260101T000000000000Z-older-{len(rows):08x}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     rows.drop(KEY_CHECK, strict=False).sort(KEY_HASH).write_parquet(path)
     return path
@@ -410,9 +410,7 @@ def _event(key: str, event_type: str) -> dict[str, object]:
 
 def test_feedback_events_of_older_and_newer_parts_are_found_once_each(history):
     older = pl.DataFrame([_event("a@x.test", "hard_bounce")], schema=FEEDBACK_SCHEMA)
-    path = history / FEEDBACK / "20260101T000000000000Z-older-00000001.parquet"
-    path.parent.mkdir(parents=True)
-    older.with_columns(key_digests(older["dedup_key"]).get_column(KEY_HASH)).write_parquet(path)
+    _write_older_part(older, history, FEEDBACK)
     newer = pl.DataFrame(
         [_event("a@x.test", "delivered"), _event("b@x.test", "complaint")], schema=FEEDBACK_SCHEMA
     )
